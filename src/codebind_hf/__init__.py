@@ -1,0 +1,49 @@
+"""codebind_hf: CodeBind (decoupled multimodal alignment with a shared compositional VQ codebook) for Hugging Face."""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_codebind import CodeBindConfig, DecoderConfig, PathConfig, QuantizerConfig, paper_loss_weights
+from .losses import (
+    AdaptiveLossBalancer,
+    codevector_contrastive,
+    codevector_uniformity,
+    cross_modal_code_matching,
+    info_nce,
+    orthogonality,
+    reconstruction,
+    uniformity,
+)
+from .modalities import INPUT_KEYS, MODALITIES, canonical_modality
+from .modeling_codebind import CodeBindModel, CodeBindOutput, CodeBindPreTrainedModel
+from .quantization import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
+
+__version__ = "0.1.0"
+
+AutoConfig.register("codebind", CodeBindConfig, exist_ok=True)
+AutoModel.register(CodeBindConfig, CodeBindModel, exist_ok=True)
+
+__all__ = [
+    "__version__",
+    "CodeBindConfig",
+    "QuantizerConfig",
+    "DecoderConfig",
+    "PathConfig",
+    "paper_loss_weights",
+    "CodeBindModel",
+    "CodeBindOutput",
+    "CodeBindPreTrainedModel",
+    "CompositionalQuantizer",
+    "MultiCodebookQuantizer",
+    "QuantizerOutput",
+    "AdaptiveLossBalancer",
+    "info_nce",
+    "cross_modal_code_matching",
+    "orthogonality",
+    "uniformity",
+    "codevector_contrastive",
+    "codevector_uniformity",
+    "reconstruction",
+    "MODALITIES",
+    "INPUT_KEYS",
+    "canonical_modality",
+]

@@ -1,0 +1,22 @@
+"""Modality towers by family. ``build_tower`` dispatches on the tower config's ``family``."""
+
+from __future__ import annotations
+
+from .base import ModalityTower, TowerOutput
+
+
+def build_tower(modality: str, config: dict) -> ModalityTower:
+    """Build the tower of ``modality`` from its config dict (``family``: ``"hf"`` or ``"imagebind"``)."""
+    family = config.get("family")
+    if family == "hf":
+        from .hf_backbone import HFBackboneTower
+
+        return HFBackboneTower(modality, config)
+    if family == "imagebind":
+        from .imagebind import build_imagebind_tower
+
+        return build_imagebind_tower(modality, config)
+    raise ValueError(f"Unknown tower family {family!r} for modality {modality!r}; expected 'hf' or 'imagebind'")
+
+
+__all__ = ["ModalityTower", "TowerOutput", "build_tower"]

@@ -1,0 +1,40 @@
+"""Tiny random CodeBind configurations shared by the tests."""
+
+from codebind_hf import CodeBindConfig
+
+VIT = {
+    "model_type": "vit",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "image_size": 16,
+    "patch_size": 8,
+}
+BERT = {
+    "model_type": "bert",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+    "vocab_size": 100,
+    "max_position_embeddings": 32,
+}
+
+
+def tiny_config(decoder: bool = True, **overrides) -> CodeBindConfig:
+    """text (BERT) + vision (ViT) bridges and a depth target (1-channel ViT); dims 32, codebooks 64/32."""
+    kwargs = dict(
+        modalities={
+            "text": {"family": "hf", "backbone": BERT},
+            "vision": {"family": "hf", "backbone": VIT},
+            "depth": {"family": "hf", "backbone": {**VIT, "num_channels": 1}},
+        },
+        paths={"depth": {"bridges": ["text", "vision"]}},
+        embed_dim=32,
+        specific_dim=32,
+        quantizer={"shared_codebook_size": 64, "specific_codebook_size": 32},
+        decoder={"enabled": decoder, "hidden_size": 32, "num_layers": 1, "num_heads": 4},
+    )
+    kwargs.update(overrides)
+    return CodeBindConfig(**kwargs)
