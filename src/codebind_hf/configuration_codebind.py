@@ -123,6 +123,7 @@ class CodeBindConfig(PreTrainedConfig):
     ...                         paths={"audio": {"bridges": ["text"]}}, embed_dim=64, specific_dim=64)
     >>> config.path_config("audio").loss_weights["vq"]
     50.0
+
     ```
     """
 

@@ -32,6 +32,7 @@ def add_lora(
     ```python
     >>> from codebind_hf.lora import add_lora, lora_state_dict  # doctest: +SKIP
     >>> add_lora(model, "audio", r=4, last_n_blocks=6)  # doctest: +SKIP
+
     ```
     """
     try:

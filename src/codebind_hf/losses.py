@@ -164,8 +164,9 @@ class AdaptiveLossBalancer:
     >>> from codebind_hf.losses import AdaptiveLossBalancer
     >>> balancer = AdaptiveLossBalancer(["vq", "cm"])
     >>> weights = balancer.step({"align": torch.tensor(4.0), "vq": torch.tensor(0.02), "cm": torch.tensor(2.0)})
-    >>> round(weights["vq"], 6), round(weights["cm"], 6), weights["align"]
+    >>> round(weights["vq"], 3), round(weights["cm"], 3), weights["align"]
     (200.0, 2.0, 1.0)
+
     ```
     """
 

@@ -100,6 +100,7 @@ class CodeBindModel(CodeBindPreTrainedModel):
     torch.Size([2, 32])
     >>> model.get_features("depth", torch.randn(2, 1, 16, 16), part="concat").shape
     torch.Size([2, 64])
+
     ```
     """
 

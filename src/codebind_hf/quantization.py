@@ -111,6 +111,7 @@ class CompositionalQuantizer(nn.Module):
     >>> out = quantizer(torch.randn(4, 32))
     >>> out.quantized.shape, out.indices.shape
     (torch.Size([4, 32]), torch.Size([4, 4]))
+
     ```
     """
 
