@@ -118,7 +118,7 @@ def test_loading_is_strict(model, tmp_path):
     [
         (lambda m: m.get_features("smell", torch.randn(1, 3)), ValueError, "Unknown modality"),
         (lambda m: m.get_features("audio", torch.randn(1, 3)), ValueError, "no tower for modality 'audio'"),
-        (lambda m: m.get_features("depth", torch.randn(1, 16, 16)), ValueError, "4 dims"),
+        (lambda m: m.get_features("depth", torch.randn(1, 16, 16)), ValueError, r"one of \[4, 5\] dims"),
         (lambda m: m.get_features("depth", torch.full((1, 1, 16, 16), float("nan"))), ValueError, "NaN"),
         (lambda m: m.get_features("text", torch.randn(1, 7)), TypeError, "integer token ids"),
         (lambda m: m.get_features("text", torch.randint(0, 9, (1, 7)), part="specific"), ValueError, "no specific part"),

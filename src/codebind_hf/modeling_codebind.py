@@ -161,10 +161,11 @@ class CodeBindModel(CodeBindPreTrainedModel):
                 raise TypeError(f"{modality} inputs must be a floating point tensor, got dtype {inputs.dtype}")
             if not torch.isfinite(inputs).all():
                 raise ValueError(f"{modality} inputs contain NaN or inf values")
-        if inputs.ndim not in (tower.sample_ndim + 1, tower.sample_ndim + 2):
+        if not tower.accepts_ndim(inputs.ndim):
+            allowed = [n for n in range(1, 8) if tower.accepts_ndim(n)]
             raise ValueError(
-                f"{modality} inputs must have {tower.sample_ndim + 1} dims (batch, ...) or {tower.sample_ndim + 2} dims "
-                f"(batch, clips, ...); got shape {tuple(inputs.shape)}"
+                f"{modality} inputs must have one of {allowed} dims ((batch, ...) or (batch, clips, ...)); "
+                f"got shape {tuple(inputs.shape)}"
             )
 
     def resolve_path(self, modality: str, path: str | None = None) -> str:
@@ -264,7 +265,7 @@ class CodeBindModel(CodeBindPreTrainedModel):
         if need_specific and not self.config.has_specific(modality):
             raise ValueError(f"Modality {modality!r} has no specific part; use part='shared'")
         path = self.resolve_path(modality, path) if (need_specific or quantize) else None
-        clips = inputs.ndim == self.towers[modality].sample_ndim + 2
+        clips = self.towers[modality].split_clips(inputs)
         batch = inputs.shape[0]
         if clips:
             inputs = inputs.flatten(0, 1)
@@ -316,7 +317,7 @@ class CodeBindModel(CodeBindPreTrainedModel):
         encodings: dict[str, ModalityEncoding] = {}
         for modality, tensor in present.items():
             self._check_input(modality, tensor)
-            if tensor.ndim == self.towers[modality].sample_ndim + 2:
+            if self.towers[modality].split_clips(tensor):
                 if return_loss:
                     raise ValueError(f"{modality}: training inputs must not have a clips axis; got shape {tuple(tensor.shape)}")
                 tensor = tensor.flatten(0, 1)  # clip embeddings are averaged below

@@ -68,6 +68,14 @@ class ModalityTower(nn.Module):
     def num_blocks(self) -> int:
         return len(self.blocks)
 
+    def split_clips(self, inputs: torch.Tensor) -> bool:
+        """Whether ``inputs`` carry a clips axis `(batch, clips, ...)` whose embeddings are averaged."""
+        return inputs.ndim == self.sample_ndim + 2
+
+    def accepts_ndim(self, ndim: int) -> bool:
+        """Whether a batch with ``ndim`` dims is a valid input (with or without a clips axis)."""
+        return ndim in (self.sample_ndim + 1, self.sample_ndim + 2)
+
     @property
     def patch_dim(self) -> int:
         """Values per patch token of the reconstruction target (see :meth:`patchify`)."""
