@@ -15,7 +15,9 @@ from .losses import (
 )
 from .modalities import INPUT_KEYS, MODALITIES, canonical_modality
 from .modeling_codebind import CodeBindModel, CodeBindOutput, CodeBindPreTrainedModel
+from .processing_codebind import CodeBindProcessor
 from .quantization import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
+from .tokenization_codebind import CodeBindTokenizer
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,8 @@ __all__ = [
     "CodeBindModel",
     "CodeBindOutput",
     "CodeBindPreTrainedModel",
+    "CodeBindProcessor",
+    "CodeBindTokenizer",
     "CompositionalQuantizer",
     "MultiCodebookQuantizer",
     "QuantizerOutput",
