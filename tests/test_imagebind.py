@@ -164,3 +164,24 @@ def test_lora_wraps_only_the_last_blocks_and_keeps_outputs(converted, reference_
     assert any("blocks.1.attn.qkv.lora_A" in n for n in trainable)
     assert not any("blocks.0" in n for n in trainable)
     assert not any(n.startswith("towers.vision") or n.startswith("towers.text") for n in trainable)
+
+
+def test_inverse_renaming_reproduces_reference_keys(converted):
+    from codebind_hf.convert.imagebind import codebind_key_to_imagebind
+
+    reference = set(load_imagebind_checkpoint(CHECKPOINT))
+    ours = [k for k in converted.state_dict() if k.startswith(("towers.", "shared_heads.", "logit_scales."))]
+    ours.remove("logit_scales.vision.log_logit_scale")
+    assert {codebind_key_to_imagebind(k) for k in ours} == reference
+
+
+def test_lora_settings_come_from_the_path_config():
+    from codebind_hf.lora import add_lora
+
+    model = convert_imagebind_checkpoint(CHECKPOINT, CONFIG, paths={"imu": {"lora_rank": 2, "lora_last_n_blocks": 1}, "audio": {}})
+    assert add_lora(model, "imu") == ["blocks.1.attn.qkv", "blocks.1.attn.out_proj", "blocks.1.mlp.fc1", "blocks.1.mlp.fc2"]
+    assert model.towers["imu"].blocks[1].attn.qkv.lora_A["default"].weight.shape[0] == 2
+    # paper default rank 4 on the last 6 blocks, capped by the 2-block tiny tower
+    assert len(add_lora(model, "audio")) == 8 and model.lora_settings["audio"]["r"] == 4
+    with pytest.raises(ValueError, match="already has LoRA"):
+        add_lora(model, "audio")

@@ -75,6 +75,11 @@ class PathConfig:
     adaptive_weights: bool = False
     orthogonality_variant: str = "paper"
     code_matching_variant: str = "paper"
+    # How the target tower is tuned: "lora" (peft, rank/alpha on the last blocks), "headtune" or "fulltune".
+    mode: str = "lora"
+    lora_rank: int = 4
+    lora_alpha: int = 8
+    lora_last_n_blocks: int = 6
 
 
 def _dataclass_from(cls, value, what: str):
@@ -182,6 +187,10 @@ class CodeBindConfig(PreTrainedConfig):
                     f"paths[{target!r}] uses the orthogonality loss, which needs specific_dim == embed_dim; "
                     f"got specific_dim={self.specific_dim}, embed_dim={self.embed_dim} (or set loss_weights['orth'] = 0)"
                 )
+            if path["mode"] not in ("lora", "headtune", "fulltune"):
+                raise ValueError(f"paths[{target!r}].mode must be 'lora', 'headtune' or 'fulltune', got {path['mode']!r}")
+            if path["lora_rank"] < 1 or path["lora_last_n_blocks"] < 1:
+                raise ValueError(f"paths[{target!r}]: lora_rank and lora_last_n_blocks must be >= 1")
             if path["temperature"] <= 0:
                 raise ValueError(f"paths[{target!r}].temperature must be positive, got {path['temperature']}")
 

@@ -16,16 +16,18 @@ from .modalities import canonical_modality
 def add_lora(
     model: nn.Module,
     modality: str,
-    r: int = 4,
-    lora_alpha: int = 8,
-    last_n_blocks: int = 6,
+    r: int | None = None,
+    lora_alpha: int | None = None,
+    last_n_blocks: int | None = None,
     dropout: float = 0.0,
     adapter_name: str = "default",
 ) -> list[str]:
     """Inject LoRA (rank ``r``) into the linears of the last ``last_n_blocks`` blocks of ``model.towers[modality]``.
 
-    Returns the wrapped module names (relative to the tower). The LoRA settings are recorded in
-    ``model.lora_settings[modality]`` so that path artifacts can re-create them.
+    Settings left as ``None`` come from the path config of ``modality`` (``lora_rank``, ``lora_alpha``,
+    ``lora_last_n_blocks``; paper: rank 4 on the last 6 blocks), or those defaults when the modality has no path.
+    A tower with fewer blocks than asked gets LoRA on all of them. Returns the wrapped module names (relative
+    to the tower); the settings are recorded in ``model.lora_settings[modality]`` so path artifacts can re-create them.
 
     Example:
 
@@ -43,6 +45,11 @@ def add_lora(
     if modality not in model.towers:
         raise ValueError(f"No tower for modality {modality!r}; the model has {sorted(model.towers)}")
     tower = model.towers[modality]
+    paths = getattr(getattr(model, "config", None), "paths", {}) or {}
+    path = paths.get(modality, {})
+    r = path.get("lora_rank", 4) if r is None else r
+    lora_alpha = path.get("lora_alpha", 8) if lora_alpha is None else lora_alpha
+    last_n_blocks = min(path.get("lora_last_n_blocks", 6), tower.num_blocks) if last_n_blocks is None else last_n_blocks
     if not 1 <= last_n_blocks <= tower.num_blocks:
         raise ValueError(f"last_n_blocks must lie in [1, {tower.num_blocks}] for the {modality} tower, got {last_n_blocks}")
     if r < 1:

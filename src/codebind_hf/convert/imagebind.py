@@ -75,6 +75,33 @@ def _rename(key: str) -> str | None:
     return None
 
 
+def codebind_key_to_imagebind(key: str) -> str:
+    """The reference key of one of our tower/head/scale weights (the inverse of the renaming)."""
+    group, modality, rest = key.split(".", 2)
+    if group == "logit_scales":
+        return f"modality_postprocessors.{modality}.1.log_logit_scale"
+    if group == "shared_heads":
+        part, leaf = rest.split(".", 1)
+        index = _HEAD_NORM.get(modality, "0") if part == "norm" else _HEAD_PROJ.get(modality, "2")
+        return f"modality_heads.{modality}.{index}.{leaf}"
+    pre = f"modality_preprocessors.{modality}"
+    if rest == "cls_token":
+        return f"{pre}.cls_token"
+    if rest == "pos_embed":
+        return f"{pre}.pos_embed" if modality in ("text", "imu", "eeg") else f"{pre}.pos_embedding_helper.pos_embed"
+    if rest == "token_embedding.weight":
+        return f"{pre}.token_embedding.weight"
+    if rest == "causal_mask":
+        return f"{pre}.mask"
+    if rest.startswith(("stem.", "stem_norm.")):
+        part, leaf = rest.split(".", 1)
+        return f"{pre}.{(_STEMS if part == 'stem' else _STEM_NORMS)[modality]}.{leaf}"
+    if rest.startswith("pre_norm."):
+        return f"modality_trunks.{modality}.pre_transformer_layer.0.{rest.split('.', 1)[1]}"
+    rest = rest.replace("attn.qkv.weight", "attn.in_proj_weight").replace("attn.qkv.bias", "attn.in_proj_bias")
+    return f"modality_trunks.{modality}.{rest}"
+
+
 def imagebind_state_dict_to_codebind(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename every reference key into our layout; unknown keys are an error listing them."""
     renamed, unknown = {}, []
@@ -171,6 +198,7 @@ if __name__ == "__main__":
 __all__ = [
     "convert_imagebind_checkpoint",
     "imagebind_state_dict_to_codebind",
+    "codebind_key_to_imagebind",
     "imagebind_codebind_config",
     "load_imagebind_checkpoint",
     "main",
