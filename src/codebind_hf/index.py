@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from .quantization import nearest_codes
+
 INDEX_CONFIG = "index.json"
 CODES_FILE = "codes.safetensors"
 CODEBOOK_FILE = "codebook.safetensors"
@@ -163,7 +165,7 @@ class CodeBindIndex:
         """Codes `(N, m)` of embeddings `(N, d)`: nearest codevector (cosine) of each sub-vector, as the quantizer."""
         embeddings = self._check_embeddings(embeddings, "embeddings")
         sub = F.normalize(embeddings.reshape(-1, self.codevector_dim), dim=-1)
-        codes = torch.max(sub @ self.codebook.t(), dim=-1).indices
+        codes = nearest_codes(sub, self.codebook)
         return codes.reshape(-1, self.num_subvectors).to(torch.int32)
 
     def add(self, embeddings: torch.Tensor, ids: list[str] | None = None, metadata: list[dict] | None = None) -> None:

@@ -89,6 +89,18 @@ def _sample_rows_synced(rows: torch.Tensor, num: int) -> torch.Tensor | None:
     return stacked[owner, torch.arange(num, device=rows.device)]
 
 
+def nearest_codes(rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Index of the max-dot-product centre of each row, chunked so scores stay ``(chunk, K)``."""
+    if fused_nearest_code_available(rows, centers):
+        return fused_nearest_code(rows, centers)
+    indices = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
+    budget = _ASSIGN_CHUNK_ELEMENTS if rows.device.type == "cpu" else _ASSIGN_CHUNK_ELEMENTS_GPU
+    chunk = max(1, budget // centers.shape[0])
+    for start in range(0, rows.shape[0], chunk):
+        indices[start : start + chunk] = torch.max(rows[start : start + chunk] @ centers.t(), dim=-1).indices
+    return indices
+
+
 class CompositionalQuantizer(nn.Module):
     """Quantise vectors as concatenations of unit codevectors from one shared codebook.
 
@@ -172,7 +184,7 @@ class CompositionalQuantizer(nn.Module):
     @torch.no_grad()
     def _assign(self, rows: torch.Tensor) -> torch.Tensor:
         """Nearest codevector (max cosine) of each unit row ``(R, d*)`` -> ``(R,)``; chunked."""
-        return self._assign_to(rows, self.codebook.to(rows.dtype))
+        return nearest_codes(rows, self.codebook.to(rows.dtype))
 
     @torch.no_grad()
     def _assign_and_gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,21 +192,9 @@ class CompositionalQuantizer(nn.Module):
         codebook = self.codebook.to(rows.dtype)
         if fused_nearest_code_available(rows, codebook):
             return fused_nearest_code(rows, codebook, return_vectors=True)
-        indices = self._assign_to(rows, codebook)
+        indices = nearest_codes(rows, codebook)
         # index_select, not F.embedding: the embedding kernel is ~15x slower for 8-wide rows on CUDA.
         return indices, codebook.index_select(0, indices)
-
-    @staticmethod
-    def _assign_to(rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-        """Index of the max-dot-product centre of each row, chunked so scores stay ``(chunk, K)``."""
-        if fused_nearest_code_available(rows, centers):
-            return fused_nearest_code(rows, centers)
-        indices = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
-        budget = _ASSIGN_CHUNK_ELEMENTS if rows.device.type == "cpu" else _ASSIGN_CHUNK_ELEMENTS_GPU
-        chunk = max(1, budget // centers.shape[0])
-        for start in range(0, rows.shape[0], chunk):
-            indices[start : start + chunk] = torch.max(rows[start : start + chunk] @ centers.t(), dim=-1).indices
-        return indices
 
     def _check_indices(self, indices: torch.Tensor) -> None:
         if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
@@ -248,7 +248,7 @@ class CompositionalQuantizer(nn.Module):
         if _distributed():
             dist.broadcast(centers, src=0)  # the jitter above is rank-local
         for _ in range(iters):
-            assignment = self._assign_to(rows, centers)
+            assignment = nearest_codes(rows, centers)
             sums = torch.zeros_like(centers).index_add_(0, assignment, rows)
             counts = torch.bincount(assignment, minlength=self.codebook_size).to(rows.dtype)
             _all_reduce_sum_(sums)
@@ -368,4 +368,4 @@ class MultiCodebookQuantizer(nn.Module):
         return books
 
 
-__all__ = ["QuantizerOutput", "CompositionalQuantizer", "MultiCodebookQuantizer"]
+__all__ = ["QuantizerOutput", "CompositionalQuantizer", "MultiCodebookQuantizer", "nearest_codes"]
