@@ -95,6 +95,15 @@ def _dataclass_from(cls, value, what: str):
     return cls(**value)
 
 
+def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
+    """A path's settings as a plain dict: known keys only, canonical bridge names, paper weights filled in."""
+    target = canonical_modality(target)
+    path_config = _dataclass_from(PathConfig, path, f"paths[{target!r}]")
+    path_config.bridges = [canonical_modality(b) for b in path_config.bridges]
+    path_config.loss_weights = {**paper_loss_weights(target), **path_config.loss_weights}
+    return asdict(path_config)
+
+
 @strict(accept_kwargs=True)
 class CodeBindConfig(PreTrainedConfig):
     r"""
@@ -149,14 +158,7 @@ class CodeBindConfig(PreTrainedConfig):
         self.bridges = [m for m in self.bridges if m in self.modalities] if self.bridges else []
         self.quantizer = asdict(_dataclass_from(QuantizerConfig, self.quantizer, "quantizer"))
         self.decoder = asdict(_dataclass_from(DecoderConfig, self.decoder, "decoder"))
-        paths = {}
-        for target, path in (self.paths or {}).items():
-            target = canonical_modality(target)
-            path_config = _dataclass_from(PathConfig, path, f"paths[{target!r}]")
-            path_config.bridges = [canonical_modality(b) for b in path_config.bridges]
-            path_config.loss_weights = {**paper_loss_weights(target), **path_config.loss_weights}
-            paths[target] = asdict(path_config)
-        self.paths = paths
+        self.paths = {canonical_modality(t): normalize_path_config(t, p) for t, p in (self.paths or {}).items()}
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
@@ -226,6 +228,7 @@ __all__ = [
     "DecoderConfig",
     "PathConfig",
     "paper_loss_weights",
+    "normalize_path_config",
     "MODALITIES",
     "LOSS_NAMES",
 ]

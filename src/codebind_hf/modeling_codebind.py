@@ -15,6 +15,7 @@ from .decoder import ReconstructionDecoder
 from .encoders import build_tower
 from .heads import LogitScale, ProjectionHead
 from .modalities import INPUT_KEYS, VIDEO_INPUT_KEY, canonical_modality
+from .paths import ModalityPathMixin
 from .quantization import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
 
 PARTS = ("shared", "specific", "concat")
@@ -80,7 +81,7 @@ class CodeBindPreTrainedModel(PreTrainedModel):
             module.initialized.fill_(False)
 
 
-class CodeBindModel(CodeBindPreTrainedModel):
+class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
     """CodeBind: towers per modality, a shared head per modality, and per path a shared codebook plus a
     specific head and codebook for each non-text modality.
 

@@ -1,8 +1,9 @@
-"""Transformer pieces of the ImageBind trunks: pre-LN blocks, attention with optional key/value bias.
+"""Transformer pieces of the ImageBind trunks: pre-LN blocks, attention with optional key/value bias tokens.
 
-Attention keeps ``nn.MultiheadAttention``'s parameter layout (a packed ``qkv`` projection, ``out_proj``,
-optional learned ``bias_k``/``bias_v`` tokens appended after projection) but as plain ``nn.Linear``s, so that
-converted checkpoints are a renaming and peft can wrap the projections with LoRA.
+Attention keeps ``nn.MultiheadAttention``'s parameters (a packed input projection, ``out_proj``, optional learned
+``bias_k``/``bias_v`` tokens appended after projection) but holds them in plain ``nn.Linear`` layers, so that a
+converted checkpoint is a renaming (``in_proj_weight`` -> ``qkv.weight``) and peft can wrap the projections with
+LoRA. The attention itself runs through ``F.scaled_dot_product_attention``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+LAYER_SCALE_TYPES = (None, "per_channel", "scalar")
+
 
 class DropPath(nn.Module):
-    """Stochastic depth: drop the residual branch per sample with probability ``p`` while training."""
+    """Stochastic depth: while training, zero the residual branch of a whole sample with probability ``p``.
+
+    Kept samples are rescaled by ``1 / (1 - p)`` so that the expectation is unchanged; in eval mode this is the
+    identity.
+    """
 
     def __init__(self, p: float = 0.0):
         super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop path probability must lie in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -26,11 +35,21 @@ class DropPath(nn.Module):
         mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
         return x * mask / keep
 
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
 
 class ImageBindAttention(nn.Module):
-    """Multi-head self-attention with a packed ``qkv`` projection and optional learned key/value bias tokens."""
+    """Multi-head self-attention with a packed ``qkv`` projection and optional learned key/value bias tokens.
 
-    def __init__(self, dim: int, num_heads: int, add_bias_kv: bool):
+    Args:
+        dim (`int`): token width; must be divisible by ``num_heads``.
+        num_heads (`int`): number of attention heads.
+        add_bias_kv (`bool`): append one learned key and value token (``bias_k``, ``bias_v`` of shape
+            `(1, 1, dim)`) after the projection, as ``nn.MultiheadAttention(add_bias_kv=True)`` does.
+    """
+
+    def __init__(self, dim: int, num_heads: int, add_bias_kv: bool = False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed_dim {dim} must be divisible by num_heads {num_heads}")
@@ -41,26 +60,37 @@ class ImageBindAttention(nn.Module):
             self.bias_k = nn.Parameter(torch.zeros(1, 1, dim))
             self.bias_v = nn.Parameter(torch.zeros(1, 1, dim))
         else:
-            self.bias_k = self.bias_v = None
+            self.register_parameter("bias_k", None)
+            self.register_parameter("bias_v", None)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Args:
+            x (`torch.FloatTensor` of shape `(batch, length, dim)`): input tokens.
+            attn_mask (`torch.FloatTensor` of shape `(length, length)`, *optional*): additive mask (``-inf`` blocks).
+
+        Returns:
+            `torch.FloatTensor` of shape `(batch, length, dim)`.
+        """
         batch, length, dim = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         if self.bias_k is not None:
-            # One extra learned key/value token every query can attend to.
-            k = torch.cat([k, self.bias_k.expand(batch, 1, dim)], dim=1)
-            v = torch.cat([v, self.bias_v.expand(batch, 1, dim)], dim=1)
+            # One extra learned key/value every query attends to; the mask gets an open column for it.
+            k = torch.cat([k, self.bias_k.to(k.dtype).expand(batch, 1, dim)], dim=1)
+            v = torch.cat([v, self.bias_v.to(v.dtype).expand(batch, 1, dim)], dim=1)
             if attn_mask is not None:
                 attn_mask = F.pad(attn_mask, (0, 1))
 
-        def heads(t: torch.Tensor) -> torch.Tensor:
+        def split_heads(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(batch, t.shape[1], self.num_heads, dim // self.num_heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=attn_mask)
+        out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v), attn_mask=attn_mask)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
 class ImageBindMLP(nn.Module):
+    """``fc2(GELU(fc1(x)))`` with hidden width ``hidden``."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -72,19 +102,57 @@ class ImageBindMLP(nn.Module):
 
 
 class ImageBindBlock(nn.Module):
-    """Pre-LN transformer block: ``x + drop(attn(norm_1(x)))`` then ``x + drop(mlp(norm_2(x)))``."""
+    """Pre-LN transformer block: ``x + drop(attn(norm_1(x)))`` then ``x + drop(mlp(norm_2(x)))``.
 
-    def __init__(self, dim: int, num_heads: int, add_bias_kv: bool, drop_path: float, mlp_ratio: float = 4.0):
+    Args:
+        dim (`int`): token width.
+        num_heads (`int`): attention heads.
+        add_bias_kv (`bool`): learned key/value bias tokens in the attention.
+        drop_path (`float`): stochastic depth rate of this block.
+        mlp_ratio (`float`, *optional*, defaults to 4.0): MLP hidden width over ``dim``.
+        layer_scale_type (`str`, *optional*): ``None`` (ImageBind), ``"per_channel"`` or ``"scalar"``: multiply each
+            residual branch by a learned ``layer_scale_gamma1``/``layer_scale_gamma2`` (CaiT's LayerScale).
+        layer_scale_init_value (`float`, *optional*, defaults to 1e-4): initial LayerScale value.
+        norm_eps (`float`, *optional*, defaults to 1e-6): epsilon of both LayerNorms.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        add_bias_kv: bool,
+        drop_path: float = 0.0,
+        mlp_ratio: float = 4.0,
+        layer_scale_type: str | None = None,
+        layer_scale_init_value: float = 1e-4,
+        norm_eps: float = 1e-6,
+    ):
         super().__init__()
-        self.norm_1 = nn.LayerNorm(dim, eps=1e-6)
+        if layer_scale_type not in LAYER_SCALE_TYPES:
+            raise ValueError(f"layer_scale_type must be one of {LAYER_SCALE_TYPES}, got {layer_scale_type!r}")
+        self.norm_1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = ImageBindAttention(dim, num_heads, add_bias_kv)
-        self.norm_2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm_2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = ImageBindMLP(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
+        if layer_scale_type is None:
+            self.register_parameter("layer_scale_gamma1", None)
+            self.register_parameter("layer_scale_gamma2", None)
+        else:
+            shape = (1, 1, dim) if layer_scale_type == "per_channel" else (1, 1, 1)
+            self.layer_scale_gamma1 = nn.Parameter(torch.full(shape, float(layer_scale_init_value)))
+            self.layer_scale_gamma2 = nn.Parameter(torch.full(shape, float(layer_scale_init_value)))
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm_1(x), attn_mask))
-        return x + self.drop_path(self.mlp(self.norm_2(x)))
+        """`(batch, length, dim)` -> `(batch, length, dim)`; ``attn_mask`` is an additive `(length, length)` mask."""
+        attn = self.attn(self.norm_1(x), attn_mask)
+        if self.layer_scale_gamma1 is not None:
+            attn = attn * self.layer_scale_gamma1
+        x = x + self.drop_path(attn)
+        mlp = self.mlp(self.norm_2(x))
+        if self.layer_scale_gamma2 is not None:
+            mlp = mlp * self.layer_scale_gamma2
+        return x + self.drop_path(mlp)
 
 
-__all__ = ["DropPath", "ImageBindAttention", "ImageBindMLP", "ImageBindBlock"]
+__all__ = ["DropPath", "ImageBindAttention", "ImageBindMLP", "ImageBindBlock", "LAYER_SCALE_TYPES"]
