@@ -173,6 +173,22 @@ class ModalityPathMixin:
             return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
                                      commit_message=commit_message or f"Upload CodeBind {target} path")
 
+    def push_to_hub(self, repo_id: str, private: bool | None = None, commit_message: str | None = None,
+                    token: str | None = None, revision: str | None = None, results=None, include_decoder: bool = False, **_):
+        """Upload the full model (``save_pretrained`` output, decoder excluded unless asked) with a generated card,
+        as one commit. ``results``: the benchmark runner's JSON (path or dict) for the card's evaluation section."""
+        from huggingface_hub import HfApi
+
+        from .model_cards import render_base_card
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, include_decoder=include_decoder)
+            (Path(tmp) / "README.md").write_text(render_base_card(self.config, repo_id, results))
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision,
+                                     commit_message=commit_message or "Upload CodeBind model")
+
     # ------------------------------------------------------------------ loading
     def load_path(self, repo_id_or_dir: str | os.PathLike, revision: str | None = None, token: str | None = None) -> str:
         """Load a path artifact (local folder or Hub repo) into this base model; returns its target modality.

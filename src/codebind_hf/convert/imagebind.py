@@ -1,9 +1,10 @@
-"""One-way converter: an original ImageBind ``.pth`` state dict -> a `CodeBindModel` (CodeBind-IB base).
+"""One-way converter: an original ImageBind ``.pth`` state dict -> our towers, shared heads and logit scales.
 
-The towers, the shared heads (ImageBind's heads) and the logit scales come from the checkpoint, so shared
-embeddings before any training are ImageBind's; specific heads and codebooks are freshly initialised.
-Every checkpoint key must be consumed and every tower/shared-head/logit-scale weight filled: anything
-left over is an error that lists the keys.
+The conversion is a renaming (our modules keep the reference parameter layouts), with strict accounting: every
+checkpoint key must be consumed and every target weight filled, with matching shapes; anything else is an error
+that lists the keys. [`imagebind_state_dict_to_towers`] is the pure step; [`convert_imagebind_checkpoint`] builds a
+`CodeBindModel` (CodeBind-IB base: shared embeddings before any training are ImageBind's; specific heads and
+codebooks freshly initialised).
 
 Command line::
 
@@ -16,35 +17,56 @@ import argparse
 import json
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from ..configuration_codebind import CodeBindConfig
-from ..encoders.imagebind import IMAGEBIND_HUGE, IMAGEBIND_MODALITIES, imagebind_modality_configs
-from ..modeling_codebind import CodeBindModel
+from ..encoders.imagebind import (
+    IMAGEBIND_CONSTRUCTOR_DEFAULTS,
+    IMAGEBIND_HUGE,
+    IMAGEBIND_MODALITIES,
+    build_imagebind_tower,
+    imagebind_modality_configs,
+)
+from ..heads import LogitScale, ProjectionHead
 
-# Stem modules by modality in the reference layout (PatchEmbedGeneric.proj is a Sequential only for vision).
+# Reference stem modules per modality (PatchEmbedGeneric.proj is a Sequential, hence ".1", only for vision).
 _STEMS = {"vision": "rgbt_stem.proj.1", "audio": "rgbt_stem.proj", "depth": "depth_stem.proj", "thermal": "rgbt_stem.proj",
           "imu": "imu_stem.proj", "tactile": "rgbt_stem.proj", "eeg": "eeg_stem.proj"}
 _STEM_NORMS = {m: stem.rsplit(".", 1)[0] + ".norm_layer" for m, stem in _STEMS.items() if m != "vision"}
+# Head Sequential indices: LayerNorm, [SelectElement], [Dropout], Linear; text wraps LayerNorm+Linear in `proj`.
 _HEAD_NORM = {"text": "proj.0"}
 _HEAD_PROJ = {"text": "proj.1", "imu": "3"}
+# Modalities whose positional embedding sits directly on the preprocessor (no SpatioTemporalPosEmbeddingHelper).
+_DIRECT_POS_EMBED = ("text", "imu", "eeg")
+# The reference vision postprocessor only normalises: our scale is a constant 1 that the checkpoint lacks.
+_UNSCALED = ("vision",)
+_PREFIXES = ("towers.", "shared_heads.", "logit_scales.")
 
 
 def load_imagebind_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load an original ImageBind checkpoint (a plain state dict) without executing pickled code."""
+    """Load an original ImageBind checkpoint (a plain state dict) without executing pickled code.
+
+    A ``{"model": state_dict}`` wrapper is unwrapped.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ImageBind checkpoint {str(path)!r} does not exist")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} is not a plain ImageBind state dict (expected a dict of tensors)")
     return state
 
 
-def _rename(key: str) -> str | None:
-    """Our parameter name for one reference key, or None if the key is not understood."""
+def imagebind_key_to_codebind(key: str) -> str | None:
+    """Our name (``towers.<m>.*``, ``shared_heads.<m>.*``, ``logit_scales.<m>.*``) of one reference key, or None."""
     parts = key.split(".")
+    if len(parts) < 3:
+        return None
     group, modality, rest = parts[0], parts[1], ".".join(parts[2:])
     if group == "modality_preprocessors":
         if rest in ("cls_token", "pos_embed", "pos_embedding_helper.pos_embed"):
@@ -56,7 +78,7 @@ def _rename(key: str) -> str | None:
                 return f"towers.{modality}.{ours}.{rest[len(prefix) + 1:]}"
         return None
     if group == "modality_trunks":
-        if rest.startswith("pre_transformer_layer.0."):
+        if rest in ("pre_transformer_layer.0.weight", "pre_transformer_layer.0.bias"):
             return f"towers.{modality}.pre_norm.{rest.rsplit('.', 1)[-1]}"
         match = re.fullmatch(r"blocks\.(\d+)\.(.+)", rest)
         if not match:
@@ -67,7 +89,7 @@ def _rename(key: str) -> str | None:
     if group == "modality_heads":
         norm, proj = _HEAD_NORM.get(modality, "0"), _HEAD_PROJ.get(modality, "2")
         for prefix, ours in ((norm, "norm"), (proj, "proj")):
-            if rest.startswith(prefix + "."):
+            if rest.startswith(prefix + ".") and "." not in rest[len(prefix) + 1 :]:
                 return f"shared_heads.{modality}.{ours}.{rest[len(prefix) + 1:]}"
         return None
     if group == "modality_postprocessors" and rest == "1.log_logit_scale":
@@ -76,7 +98,7 @@ def _rename(key: str) -> str | None:
 
 
 def codebind_key_to_imagebind(key: str) -> str:
-    """The reference key of one of our tower/head/scale weights (the inverse of the renaming)."""
+    """The reference key of one of our tower/head/scale weights (the inverse of [`imagebind_key_to_codebind`])."""
     group, modality, rest = key.split(".", 2)
     if group == "logit_scales":
         return f"modality_postprocessors.{modality}.1.log_logit_scale"
@@ -88,7 +110,7 @@ def codebind_key_to_imagebind(key: str) -> str:
     if rest == "cls_token":
         return f"{pre}.cls_token"
     if rest == "pos_embed":
-        return f"{pre}.pos_embed" if modality in ("text", "imu", "eeg") else f"{pre}.pos_embedding_helper.pos_embed"
+        return f"{pre}.pos_embed" if modality in _DIRECT_POS_EMBED else f"{pre}.pos_embedding_helper.pos_embed"
     if rest == "token_embedding.weight":
         return f"{pre}.token_embedding.weight"
     if rest == "causal_mask":
@@ -102,26 +124,129 @@ def codebind_key_to_imagebind(key: str) -> str:
     return f"modality_trunks.{modality}.{rest}"
 
 
-def imagebind_state_dict_to_codebind(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename every reference key into our layout; unknown keys are an error listing them."""
+def imagebind_state_dict_to_codebind(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename every reference key into our layout (no completeness check); unknown keys are an error listing them."""
     renamed, unknown = {}, []
     for key, value in state.items():
-        ours = _rename(key) if key.count(".") >= 2 else None
+        ours = imagebind_key_to_codebind(key) if isinstance(key, str) else None
         if ours is None:
             unknown.append(key)
         else:
             renamed[ours] = value
     if unknown:
-        raise ValueError(f"{len(unknown)} checkpoint keys are not ImageBind weights this converter knows: {sorted(unknown)}")
+        raise ValueError(f"{len(unknown)} checkpoint keys are not ImageBind weights this converter knows: {sorted(map(str, unknown))}")
     return renamed
 
 
-def imagebind_codebind_config(imagebind_config: dict | None = None, **config_overrides) -> CodeBindConfig:
-    """The `CodeBindConfig` of a converted checkpoint: towers from the reference keyword arguments
+def _constructor_kwargs(imagebind_config: Mapping | str | os.PathLike | None) -> dict:
+    """Constructor kwargs from None (imagebind_huge), a dict, a JSON string or a JSON file (optionally under
+    ``"constructor_kwargs"``, as the fixture's config.json)."""
+    if imagebind_config is None:
+        return dict(IMAGEBIND_HUGE)
+    if isinstance(imagebind_config, (str, os.PathLike)):
+        text = str(imagebind_config)
+        loaded = json.loads(text) if text.lstrip().startswith("{") else json.loads(Path(text).read_text())
+    else:
+        loaded = imagebind_config
+    if not isinstance(loaded, Mapping):
+        raise TypeError(f"imagebind_config must be a dict of constructor arguments, got {type(loaded).__name__}")
+    return dict(loaded.get("constructor_kwargs", loaded))
+
+
+def expected_weight_shapes(constructor_kwargs: Mapping | None = None, modalities=IMAGEBIND_MODALITIES) -> dict[str, torch.Size]:
+    """Shapes of every tower, shared-head and logit-scale weight for these constructor kwargs (built on meta)."""
+    kwargs = _constructor_kwargs(constructor_kwargs)
+    configs = imagebind_modality_configs(tuple(modalities), **kwargs)
+    out_dim = kwargs.get("out_embed_dim", IMAGEBIND_CONSTRUCTOR_DEFAULTS["out_embed_dim"])
+    shapes = {}
+    with torch.device("meta"):
+        for modality, cfg in configs.items():
+            tower = build_imagebind_tower(modality, cfg)
+            parts = {
+                "towers": tower,
+                "shared_heads": ProjectionHead(tower.hidden_size, out_dim, cfg["head_layer_norm_eps"], dropout=cfg["head_dropout"]),
+                "logit_scales": LogitScale(cfg["logit_scale"], cfg["logit_scale_learnable"]),
+            }
+            for group, module in parts.items():
+                for name, value in module.state_dict().items():
+                    shapes[f"{group}.{modality}.{name}"] = value.shape
+    return shapes
+
+
+def imagebind_state_dict_to_towers(
+    state_dict: Mapping[str, torch.Tensor],
+    constructor_kwargs: Mapping | None = None,
+    modalities=IMAGEBIND_MODALITIES,
+) -> dict[str, torch.Tensor]:
+    """Rename an ImageBind state dict into ``towers.<m>.*``, ``shared_heads.<m>.{norm,proj}.*`` and
+    ``logit_scales.<m>.log_logit_scale`` weights, checking that it is exactly what these towers need.
+
+    Args:
+        state_dict (`Mapping[str, torch.Tensor]`): the reference state dict (e.g. from [`load_imagebind_checkpoint`]).
+        constructor_kwargs (`dict`, *optional*): the reference ``ImageBindModel.__init__`` keyword arguments the
+            checkpoint was made with; ``None`` means ``imagebind_huge`` (`IMAGEBIND_HUGE`).
+        modalities (`tuple[str]`, *optional*): the towers the checkpoint holds; defaults to ImageBind's six.
+
+    Returns:
+        `dict[str, torch.Tensor]`: our weights, loadable with ``strict=True`` into modules named ``towers``,
+        ``shared_heads`` and ``logit_scales`` (ModuleDicts by modality). The logit scale is stored as its log, as the
+        reference stores it; vision, which the reference does not scale, gets log 1 = 0.
+
+    Raises:
+        ValueError: for keys the converter does not know, checkpoint weights these towers have no place for,
+            weights the towers need but the checkpoint lacks (all listed by name), or shape mismatches.
+
+    Example:
+
+    ```python
+    >>> from codebind_hf.convert.imagebind import imagebind_state_dict_to_towers, load_imagebind_checkpoint  # doctest: +SKIP
+    >>> weights = imagebind_state_dict_to_towers(load_imagebind_checkpoint("imagebind_huge.pth"))  # doctest: +SKIP
+    >>> weights["towers.vision.blocks.0.attn.qkv.weight"].shape  # doctest: +SKIP
+    torch.Size([3840, 1280])
+
+    ```
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    not_tensors = sorted(str(k) for k, v in state_dict.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise TypeError(f"state_dict values must be tensors; these are not: {not_tensors}")
+    renamed = imagebind_state_dict_to_codebind(state_dict)
+    expected = expected_weight_shapes(constructor_kwargs, modalities)
+    synthesized = {f"logit_scales.{m}.log_logit_scale" for m in _UNSCALED if f"logit_scales.{m}.log_logit_scale" in expected}
+    needed = set(expected) - synthesized
+    extra, missing = sorted(set(renamed) - needed), sorted(needed - set(renamed))
+    if extra or missing:
+        problems = []
+        if extra:
+            sources = sorted(k for k in state_dict if imagebind_key_to_codebind(k) in extra)
+            problems.append(f"checkpoint weights the model has no place for: {extra} (checkpoint keys {sources})")
+        if missing:
+            problems.append(
+                f"weights the model needs but the checkpoint lacks: {missing} "
+                f"(reference keys {[codebind_key_to_imagebind(k) for k in missing]})"
+            )
+        raise ValueError(
+            f"Checkpoint and ImageBind configuration disagree (modalities {list(modalities)}): " + "; ".join(problems)
+        )
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k])}" for k, v in renamed.items() if v.shape != expected[k]
+    ]
+    if mismatched:
+        raise ValueError(f"Shape mismatches (wrong constructor arguments / --imagebind-config?): {mismatched}")
+    for key in synthesized:
+        renamed[key] = torch.zeros((), dtype=torch.float32)
+    return renamed
+
+
+def imagebind_codebind_config(imagebind_config: Mapping | str | os.PathLike | None = None, **config_overrides):
+    """The `CodeBindConfig` of a converted checkpoint: ImageBind's six towers from the reference keyword arguments
     (``imagebind_huge`` when ``imagebind_config`` is None), bridges text+vision, one path per other modality."""
-    kwargs = dict(IMAGEBIND_HUGE) if imagebind_config is None else dict(imagebind_config)
+    from ..configuration_codebind import CodeBindConfig
+
+    kwargs = _constructor_kwargs(imagebind_config)
     modalities = imagebind_modality_configs(IMAGEBIND_MODALITIES, **kwargs)
-    out_dim = kwargs.get("out_embed_dim", 768)
+    out_dim = kwargs.get("out_embed_dim", IMAGEBIND_CONSTRUCTOR_DEFAULTS["out_embed_dim"])
     settings = dict(
         modalities=modalities,
         bridges=["text", "vision"],
@@ -134,13 +259,14 @@ def imagebind_codebind_config(imagebind_config: dict | None = None, **config_ove
     return CodeBindConfig(**settings)
 
 
-def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: dict | str | os.PathLike | None = None, **config_overrides) -> CodeBindModel:
+def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: Mapping | str | os.PathLike | None = None, **config_overrides):
     """Convert an ImageBind ``.pth`` into a `CodeBindModel` whose shared embeddings equal ImageBind's.
 
     Args:
         checkpoint_path: the original checkpoint (e.g. ``imagebind_huge.pth``).
-        imagebind_config: the reference constructor's keyword arguments (dict, or a JSON file holding them or
-            holding ``{"constructor_kwargs": {...}}``); ``None`` is imagebind_huge.
+        imagebind_config: the reference constructor's keyword arguments (dict, JSON string, or JSON file holding them
+            or ``{"constructor_kwargs": {...}}``); ``None`` is imagebind_huge.
+        **config_overrides: `CodeBindConfig` arguments replacing the defaults (``paths``, ``quantizer``, ...).
 
     Example:
 
@@ -148,42 +274,55 @@ def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: dict | str |
     >>> from codebind_hf.convert.imagebind import convert_imagebind_checkpoint  # doctest: +SKIP
     >>> model = convert_imagebind_checkpoint("imagebind_huge.pth")  # doctest: +SKIP
     >>> model.save_pretrained("codebind-ib-base")  # doctest: +SKIP
+
     ```
     """
-    if isinstance(imagebind_config, (str, os.PathLike)):
-        loaded = json.loads(Path(imagebind_config).read_text())
-        imagebind_config = loaded.get("constructor_kwargs", loaded)
-    config = imagebind_codebind_config(imagebind_config, **config_overrides)
-    renamed = imagebind_state_dict_to_codebind(load_imagebind_checkpoint(checkpoint_path))
+    from ..modeling_codebind import CodeBindModel
+
+    kwargs = _constructor_kwargs(imagebind_config)
+    config = imagebind_codebind_config(kwargs, **config_overrides)
+    weights = imagebind_state_dict_to_towers(load_imagebind_checkpoint(checkpoint_path), kwargs, tuple(config.modalities))
     model = CodeBindModel(config)
-    # Vision has no logit scale in the reference (its postprocessor only normalises): ours stays at 1.
-    expected = {
-        k for k in model.state_dict()
-        if k.startswith(("towers.", "shared_heads.", "logit_scales.")) and k != "logit_scales.vision.log_logit_scale"
-    }
-    missing, extra = sorted(expected - set(renamed)), sorted(set(renamed) - expected)
-    if missing or extra:
+    result = model.load_state_dict(weights, strict=False)
+    unfilled = sorted(k for k in result.missing_keys if k.startswith(_PREFIXES))
+    if result.unexpected_keys or unfilled:
         raise ValueError(
-            "Checkpoint and ImageBind configuration disagree: "
-            f"weights the model needs but the checkpoint lacks: {missing}; checkpoint weights the model has no place for: {extra}"
+            f"The model built from the config does not match the converted towers: unexpected {sorted(result.unexpected_keys)}, "
+            f"unfilled {unfilled} (do config_overrides change the towers?)"
         )
-    own = model.state_dict()
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in renamed.items() if v.shape != own[k].shape]
-    if mismatched:
-        raise ValueError(f"Shape mismatches (wrong --imagebind-config?): {mismatched}")
-    model.load_state_dict(renamed, strict=False)
     return model.eval()
 
 
+def _save_atomically(model, output_dir: Path, **save_kwargs) -> None:
+    """``save_pretrained`` into a temporary sibling folder, then move the files into ``output_dir``."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging, **save_kwargs)
+        if not output_dir.exists():
+            os.replace(staging, output_dir)
+            return
+        for item in staging.iterdir():
+            os.replace(item, output_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Console script ``codebind-convert-imagebind CHECKPOINT OUTPUT_DIR [--imagebind-config JSON] [--push-to-hub REPO]``."""
     parser = argparse.ArgumentParser(description="Convert an original ImageBind checkpoint into a CodeBind model.")
     parser.add_argument("checkpoint", help="ImageBind .pth state dict (e.g. imagebind_huge.pth)")
     parser.add_argument("output_dir", help="where to save_pretrained the CodeBind model")
-    parser.add_argument("--imagebind-config", default=None, help="JSON with the reference constructor's keyword arguments")
+    parser.add_argument(
+        "--imagebind-config", default=None,
+        help="the reference constructor's keyword arguments: a JSON file or an inline JSON object (default: imagebind_huge)",
+    )
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="also push the converted model to this Hub repo")
     args = parser.parse_args(argv)
     model = convert_imagebind_checkpoint(args.checkpoint, args.imagebind_config)
-    model.save_pretrained(args.output_dir, max_shard_size="2GB")
+    _save_atomically(model, Path(args.output_dir), max_shard_size="2GB")
+    for modality, tower in model.towers.items():
+        print(f"{modality:>8}: {sum(p.numel() for p in tower.parameters()):,} tower parameters")
     print(f"saved CodeBind model ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.output_dir}")
     if args.push_to_hub:
         model.push_to_hub(args.push_to_hub)
@@ -196,10 +335,13 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "convert_imagebind_checkpoint",
-    "imagebind_state_dict_to_codebind",
-    "codebind_key_to_imagebind",
-    "imagebind_codebind_config",
     "load_imagebind_checkpoint",
+    "imagebind_key_to_codebind",
+    "codebind_key_to_imagebind",
+    "imagebind_state_dict_to_codebind",
+    "expected_weight_shapes",
+    "imagebind_state_dict_to_towers",
+    "imagebind_codebind_config",
+    "convert_imagebind_checkpoint",
     "main",
 ]
