@@ -281,10 +281,13 @@ def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: Mapping | st
 
     kwargs = _constructor_kwargs(imagebind_config)
     config = imagebind_codebind_config(kwargs, **config_overrides)
-    weights = imagebind_state_dict_to_towers(load_imagebind_checkpoint(checkpoint_path), kwargs, tuple(config.modalities))
+    # Towers the overrides add beyond ImageBind's (e.g. tactile) keep their fresh initialisation.
+    converted = tuple(m for m in IMAGEBIND_MODALITIES if m in config.modalities)
+    weights = imagebind_state_dict_to_towers(load_imagebind_checkpoint(checkpoint_path), kwargs, converted)
     model = CodeBindModel(config)
     result = model.load_state_dict(weights, strict=False)
-    unfilled = sorted(k for k in result.missing_keys if k.startswith(_PREFIXES))
+    prefixes = tuple(f"{group}{m}." for group in _PREFIXES for m in converted)
+    unfilled = sorted(k for k in result.missing_keys if k.startswith(prefixes))
     if result.unexpected_keys or unfilled:
         raise ValueError(
             f"The model built from the config does not match the converted towers: unexpected {sorted(result.unexpected_keys)}, "

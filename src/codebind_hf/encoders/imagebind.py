@@ -338,7 +338,10 @@ class ImageBindTower(ModalityTower):
         else:
             ok = tuple(x.shape[1:]) == self.input_shape
         if not ok:
-            raise ValueError(f"{self.modality} inputs must have shape {expected}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.modality} inputs must have shape {expected}, got {tuple(x.shape)} (the stem and the "
+                f"positional embedding of {self.pos_embed.shape[1]} tokens are sized for that)"
+            )
 
     def _video(self, x: torch.Tensor) -> torch.Tensor:
         """Images `(B, C, H, W)` become clips `(B, C, image_frames, H, W)` of repeated frames (clips pass through)."""
