@@ -1,25 +1,18 @@
-"""ImageBind towers and converter: parity with the reference outputs, strict key accounting, presets, LoRA."""
+"""Converted ImageBind models at the CodeBindModel level: reference parity through get_features, clips, patchify, LoRA.
 
-import json
+Tower-level parity, key accounting and presets are in test_imagebind_towers.py and test_convert_imagebind.py."""
+
 import os
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from codebind_hf import CodeBindModel
-from codebind_hf.convert.imagebind import (
-    convert_imagebind_checkpoint,
-    imagebind_state_dict_to_codebind,
-    load_imagebind_checkpoint,
-    main as convert_main,
-)
+from codebind_hf.convert.imagebind import convert_imagebind_checkpoint
 from codebind_hf.encoders.imagebind import (
     CODEBIND_EXTRA_MODALITIES,
-    IMAGEBIND_HUGE,
     IMAGEBIND_MODALITIES,
     build_imagebind_tower,
-    count_parameters,
     imagebind_modality_configs,
 )
 
@@ -65,65 +58,6 @@ def test_shared_features_are_imagebind_directions_and_clips_average(converted, r
     assert torch.allclose(quantized.norm(dim=-1), torch.ones(2), atol=1e-5)
 
 
-def test_every_checkpoint_key_is_consumed_and_unknown_keys_are_listed(tmp_path):
-    state = load_imagebind_checkpoint(CHECKPOINT)
-    renamed = imagebind_state_dict_to_codebind(state)
-    assert len(renamed) == len(state)
-    with pytest.raises(ValueError, match="optimizer.state.0"):
-        imagebind_state_dict_to_codebind(dict(state, **{"optimizer.state.0": torch.zeros(1)}))
-    torch.save(dict(state, **{"modality_trunks.vision.blocks.0.attn.surprise": torch.zeros(1)}), tmp_path / "extra.pth")
-    with pytest.raises(ValueError, match=r"no place for: \['towers\.vision\.blocks\.0\.attn\.surprise'\]"):
-        convert_imagebind_checkpoint(tmp_path / "extra.pth", CONFIG)
-    missing = dict(state)
-    missing.pop("modality_heads.audio.2.weight")
-    torch.save(missing, tmp_path / "missing.pth")
-    with pytest.raises(ValueError, match=r"shared_heads\.audio\.proj\.weight"):
-        convert_imagebind_checkpoint(tmp_path / "missing.pth", CONFIG)
-
-
-def test_wrong_sizes_are_refused_with_both_shapes():
-    config = json.load(open(CONFIG))["constructor_kwargs"]
-    config["audio_embed_dim"] = 48
-    with pytest.raises(ValueError, match=r"towers\.audio\..*checkpoint \(.*\) vs model"):
-        convert_imagebind_checkpoint(CHECKPOINT, config)
-    with pytest.raises(ValueError, match="Unknown ImageBind constructor arguments"):
-        convert_imagebind_checkpoint(CHECKPOINT, {"vision_width": 3})
-
-
-def test_converted_model_round_trips_and_cli(tmp_path, reference_io, converted):
-    assert convert_main([CHECKPOINT, str(tmp_path / "out"), "--imagebind-config", CONFIG]) == 0
-    loaded = CodeBindModel.from_pretrained(tmp_path / "out").eval()
-    for modality in IMAGEBIND_MODALITIES:
-        x = reference_io[f"input.{modality}"]
-        with torch.no_grad():
-            a = converted.get_features(modality, x, quantize=False)
-            b = loaded.get_features(modality, x, quantize=False)
-        assert torch.equal(a, b)
-
-
-def _block_params(d, bias_kv):
-    return 12 * d * d + 13 * d + (2 * d if bias_kv else 0)
-
-
-def test_imagebind_huge_parameter_counts_per_tower():
-    configs = imagebind_modality_configs(IMAGEBIND_MODALITIES + CODEBIND_EXTRA_MODALITIES, **IMAGEBIND_HUGE)
-    with torch.device("meta"):
-        counts = {m: count_parameters(build_imagebind_tower(m, c)) for m, c in configs.items()}
-    # hand counts from the reference layout: stem + cls + pos (+ stem LayerNorm) + blocks
-    expected = {
-        "vision": 1280 * 3 * 2 * 14 * 14 + 1280 + 257 * 1280 + 2 * 1280 + 32 * _block_params(1280, False),
-        "text": 49408 * 1024 + 77 * 1024 + 24 * _block_params(1024, False),
-        "audio": 768 * 256 + 2 * 768 + 768 + 229 * 768 + 12 * _block_params(768, True),
-        "depth": 384 * 256 + 2 * 384 + 384 + 197 * 384 + 12 * _block_params(384, True),
-        "thermal": 768 * 256 + 2 * 768 + 768 + 197 * 768 + 12 * _block_params(768, True),
-        "imu": 512 * 48 + 2 * 512 + 512 + 251 * 512 + 6 * _block_params(512, True),
-        "tactile": 768 * 3 * 256 + 2 * 768 + 768 + 197 * 768 + 12 * _block_params(768, True),
-        "eeg": 768 * 128 + 768 + 2 * 768 + 768 + 513 * 768 + 6 * _block_params(768, True),
-    }
-    assert counts == expected
-    assert 631_000_000 < counts["vision"] < 632_000_000 and 352_000_000 < counts["text"] < 354_000_000
-
-
 def test_tactile_and_eeg_towers_run_and_patchify():
     configs = imagebind_modality_configs(
         CODEBIND_EXTRA_MODALITIES, tactile_embed_dim=32, tactile_num_blocks=1, tactile_num_heads=4,
@@ -164,15 +98,6 @@ def test_lora_wraps_only_the_last_blocks_and_keeps_outputs(converted, reference_
     assert any("blocks.1.attn.qkv.lora_A" in n for n in trainable)
     assert not any("blocks.0" in n for n in trainable)
     assert not any(n.startswith("towers.vision") or n.startswith("towers.text") for n in trainable)
-
-
-def test_inverse_renaming_reproduces_reference_keys(converted):
-    from codebind_hf.convert.imagebind import codebind_key_to_imagebind
-
-    reference = set(load_imagebind_checkpoint(CHECKPOINT))
-    ours = [k for k in converted.state_dict() if k.startswith(("towers.", "shared_heads.", "logit_scales."))]
-    ours.remove("logit_scales.vision.log_logit_scale")
-    assert {codebind_key_to_imagebind(k) for k in ours} == reference
 
 
 def test_lora_settings_come_from_the_path_config():

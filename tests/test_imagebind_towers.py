@@ -38,7 +38,9 @@ class TinyImageBind(nn.Module):
         self.towers = nn.ModuleDict({m: build_imagebind_tower(m, c) for m, c in configs.items()})
         self.shared_heads = nn.ModuleDict(
             {
-                m: ProjectionHead(self.towers[m].hidden_size, kwargs["out_embed_dim"], c["head_layer_norm_eps"], dropout=c["head_dropout"])
+                m: ProjectionHead(
+                    self.towers[m].hidden_size, kwargs["out_embed_dim"], c["head_layer_norm_eps"], dropout=c["head_dropout"]
+                )
                 for m, c in configs.items()
             }
         )
@@ -98,7 +100,8 @@ def test_reference_constructor_defaults_and_huge_preset():
     assert sizes == {"vision": (1024, 24, 16), "text": (768, 12, 12), "audio": (768, 12, 12), "depth": (384, 12, 8),
                      "thermal": (768, 12, 12), "imu": (512, 6, 8), "tactile": (768, 12, 12), "eeg": (768, 6, 6)}
     huge = imagebind_modality_configs(**IMAGEBIND_HUGE)
-    assert (huge["vision"]["embed_dim"], huge["vision"]["num_blocks"], huge["text"]["embed_dim"], huge["text"]["num_blocks"]) == (1280, 32, 1024, 24)
+    assert (huge["vision"]["embed_dim"], huge["vision"]["num_blocks"]) == (1280, 32)
+    assert (huge["text"]["embed_dim"], huge["text"]["num_blocks"]) == (1024, 24)
     assert {m: c["add_bias_kv"] for m, c in huge.items()} == {m: m not in ("vision", "text") for m in huge}
     assert [m for m, c in huge.items() if c["pre_transformer_ln"]] == ["vision"]
     assert {m: c["drop_path"] for m, c in huge.items()} == {"vision": 0.0, "text": 0.0, "audio": 0.1, "depth": 0.0,
@@ -160,14 +163,14 @@ def test_drop_path_is_progressive_and_only_active_in_training():
 def test_attention_matches_nn_multihead_attention_layout():
     torch.manual_seed(0)
     dim, heads, length = 12, 3, 5
-    for bias_kv, mask in ((True, None), (False, torch.full((length, length), float("-inf")).triu(1))):
+    causal = torch.full((length, length), float("-inf")).triu(1)
+    for bias_kv, mask in ((True, None), (False, causal), (True, causal)):
         reference = nn.MultiheadAttention(dim, heads, add_bias_kv=bias_kv).eval()
         for p in reference.parameters():
             p.data.normal_()
         ours = ImageBindAttention(dim, heads, add_bias_kv=bias_kv).eval()
-        ours.load_state_dict(
-            {k.replace("in_proj_weight", "qkv.weight").replace("in_proj_bias", "qkv.bias"): v for k, v in reference.state_dict().items()}
-        )
+        renamed = {k.replace("in_proj_", "qkv."): v for k, v in reference.state_dict().items()}
+        ours.load_state_dict(renamed)
         x = torch.randn(2, length, dim)
         expected = reference(x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), attn_mask=mask, need_weights=False)[0]
         assert torch.allclose(ours(x, mask), expected.transpose(0, 1), atol=1e-5)
@@ -276,3 +279,18 @@ def test_peft_lora_wraps_only_the_last_blocks_and_keeps_outputs():
         assert not torch.allclose(tower(x).last_hidden_state, before, atol=1e-3)
     trainable = {n for n, p in tower.named_parameters() if "lora_" in n}
     assert len(trainable) == 2 * 24 and math.isclose(tower.blocks[2].attn.qkv.scaling["default"], 8 / 4)
+
+
+def test_vision_with_longer_clips_uses_first_frame_positions_for_images():
+    config = imagebind_modality_configs(["vision"], vision_embed_dim=8, vision_num_blocks=1, vision_num_heads=2, video_frames=4)
+    tower = build_imagebind_tower("vision", config["vision"]).eval()
+    assert tower.pos_embed.shape == (1, 2 * 256 + 1, 8)
+    images, clips = torch.randn(1, 3, 224, 224), torch.randn(1, 3, 4, 224, 224)
+    with torch.no_grad():
+        expected = tower.stem(images.unsqueeze(2).repeat(1, 1, 2, 1, 1)).flatten(2).transpose(1, 2)
+        tokens = tower.embed(images)
+        assert tower(clips).last_hidden_state.shape == (1, 513, 8)
+    assert tokens.shape == (1, 257, 8)
+    assert torch.allclose(tokens[:, 1:], expected + tower.pos_embed[:, 1:257], atol=1e-6)
+    with pytest.raises(ValueError, match="positional embedding has 513"):
+        tower(torch.randn(1, 3, 6, 224, 224))

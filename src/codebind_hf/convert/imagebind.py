@@ -99,7 +99,12 @@ def imagebind_key_to_codebind(key: str) -> str | None:
 
 def codebind_key_to_imagebind(key: str) -> str:
     """The reference key of one of our tower/head/scale weights (the inverse of [`imagebind_key_to_codebind`])."""
-    group, modality, rest = key.split(".", 2)
+    parts = key.split(".", 2)
+    if len(parts) < 3 or parts[0] not in ("towers", "shared_heads", "logit_scales"):
+        raise ValueError(f"{key!r} is not a tower, shared-head or logit-scale weight; it has no ImageBind counterpart")
+    group, modality, rest = parts
+    if group == "logit_scales" and modality in _UNSCALED:
+        raise ValueError(f"{key!r} has no ImageBind counterpart: the reference does not scale {modality} embeddings")
     if group == "logit_scales":
         return f"modality_postprocessors.{modality}.1.log_logit_scale"
     if group == "shared_heads":
@@ -134,7 +139,9 @@ def imagebind_state_dict_to_codebind(state: Mapping[str, torch.Tensor]) -> dict[
         else:
             renamed[ours] = value
     if unknown:
-        raise ValueError(f"{len(unknown)} checkpoint keys are not ImageBind weights this converter knows: {sorted(map(str, unknown))}")
+        raise ValueError(
+            f"{len(unknown)} checkpoint keys are not ImageBind weights this converter knows: {sorted(map(str, unknown))}"
+        )
     return renamed
 
 
