@@ -1,6 +1,6 @@
 """codebind_hf: CodeBind (decoupled multimodal alignment with a shared compositional VQ codebook) for Hugging Face."""
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from .configuration_codebind import CodeBindConfig, DecoderConfig, PathConfig, QuantizerConfig, paper_loss_weights
 from .losses import (
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 
 AutoConfig.register("codebind", CodeBindConfig, exist_ok=True)
 AutoModel.register(CodeBindConfig, CodeBindModel, exist_ok=True)
+AutoProcessor.register(CodeBindConfig, CodeBindProcessor, exist_ok=True)
 
 __all__ = [
     "__version__",

@@ -1,77 +1,182 @@
 """Fixed-size tensors from sensor arrays: IMU, EEG and point clouds.
 
-- IMU `(6, T)` (accelerometer xyz + gyroscope xyz) -> `(6, 2000)`: longer recordings keep their centre 2000
-  samples, shorter ones are zero-padded at the end (ImageBind's Ego4D IMU clips are 2000 samples).
-- EEG `(channels, T)` -> `(128, 512)`: the same centre cut / end padding in time; the channel count must match.
-- Point clouds `(N, 3)` or `(N, 6)` (xyz + rgb/normals) -> `(num_points, C)`: xyz centred and scaled into the
-  unit sphere; ``num_points`` drawn without replacement (with replacement when N is smaller) by a seeded
-  generator, so the same cloud always gives the same tensor.
+- IMU `(6, T)` (accelerometer xyz + gyroscope xyz, ImageBind's Ego4D layout) -> `(6, 2000)`, the length of
+  ImageBind's IMU tower. ImageBind ships no IMU loader; here a longer recording keeps its centre 2000 samples and a
+  shorter one is zero-padded at the end. Resample to the tower's rate yourself before, if yours differs.
+- EEG `(128, T)` -> `(128, 512)` as the official CodeBind loader: keep time steps ``[20, 460)`` (``eeg_time_window``),
+  then linearly interpolate the kept samples onto 512 equally spaced points (first and last sample kept).
+- Point clouds `(N, 3)` (xyz) or `(N, 6)` (xyz + rgb or normals) -> `(num_points, C)` with ``num_points=8192``:
+  ``N >= num_points``: a random subset without replacement; ``N < num_points``: every point, plus random repeats to
+  fill. The generator is seeded (``seed``), so one cloud always gives the same tensor. Then xyz are centred on their
+  mean and scaled into the unit sphere; extra channels are left as they are. ImageBind has no point-cloud tower;
+  these are the usual PointNet-style conventions.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
 
-def _fixed_length(array: np.ndarray, length: int) -> np.ndarray:
+def _as_float_array(item, what: str) -> np.ndarray:
+    if isinstance(item, torch.Tensor):
+        item = item.detach().cpu().numpy()
+    array = np.asarray(item)
+    if array.dtype == object or array.dtype.kind not in "fiub":
+        raise TypeError(f"{what} must be a real-valued array, got dtype {array.dtype}")
+    array = array.astype(np.float32)
+    if array.size == 0:
+        raise ValueError(f"{what} is empty (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} contains NaN or inf values")
+    return array
+
+
+def _batch(items, what: str) -> list:
+    items = list(items) if isinstance(items, (list, tuple)) else [items]
+    if not items:
+        raise ValueError(f"{what}: got an empty list; expected at least one array")
+    return items
+
+
+def fixed_length(array: np.ndarray, length: int) -> np.ndarray:
+    """Centre `length` samples of the last axis, or zero-padding at the end when shorter."""
     if array.shape[-1] >= length:
         start = (array.shape[-1] - length) // 2
         return array[..., start : start + length]
     return np.pad(array, [(0, 0)] * (array.ndim - 1) + [(0, length - array.shape[-1])])
 
 
-def _finite_float(item, what: str) -> np.ndarray:
-    array = np.asarray(item, dtype=np.float32)
-    if array.size == 0:
-        raise ValueError(f"{what} is empty")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{what} contains NaN or inf values")
-    return array
+class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
+    """IMU, EEG and point-cloud arrays -> batched tensors (conventions in the module docstring).
 
+    Args:
+        imu_channels (`int`, *optional*, defaults to 6), imu_length (`int`, *optional*, defaults to 2000)
+        eeg_channels (`int`, *optional*, defaults to 128), eeg_length (`int`, *optional*, defaults to 512)
+        eeg_time_window (`list[int]`, *optional*, defaults to `[20, 460]`): time steps kept before interpolation;
+            `None` keeps all.
+        num_points (`int`, *optional*, defaults to 8192), seed (`int`, *optional*, defaults to 0): point sampling.
 
-class CodeBindSensorProcessor:
-    """IMU, EEG and point-cloud arrays -> batched tensors (see module docstring for the conventions)."""
+    Example:
 
-    def __init__(self, imu_channels: int = 6, imu_length: int = 2000, eeg_channels: int = 128, eeg_length: int = 512,
-                 num_points: int = 8192, seed: int = 0):
+    ```python
+    >>> import numpy as np
+    >>> from codebind_hf.feature_extraction_sensors import CodeBindSensorFeatureExtractor
+    >>> sensors = CodeBindSensorFeatureExtractor()
+    >>> out = sensors(imu=[np.zeros((6, 500))], eeg=[np.zeros((128, 500))], point_clouds=[np.random.rand(100, 3)])
+    >>> {k: tuple(v.shape) for k, v in out.items()}
+    {'imu_values': (1, 6, 2000), 'eeg_values': (1, 128, 512), 'point_values': (1, 8192, 3)}
+
+    ```
+    """
+
+    model_input_names = ["imu_values", "eeg_values", "point_values"]
+
+    def __init__(
+        self,
+        imu_channels: int = 6,
+        imu_length: int = 2000,
+        eeg_channels: int = 128,
+        eeg_length: int = 512,
+        eeg_time_window: list[int] | None = (20, 460),
+        num_points: int = 8192,
+        seed: int = 0,
+        **kwargs,
+    ):
+        kwargs.pop("feature_extractor_type", None)
+        super().__init__(**kwargs)
+        for name, value in (
+            ("imu_channels", imu_channels),
+            ("imu_length", imu_length),
+            ("eeg_channels", eeg_channels),
+            ("eeg_length", eeg_length),
+            ("num_points", num_points),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if eeg_time_window is not None:
+            eeg_time_window = [int(v) for v in eeg_time_window]
+            if len(eeg_time_window) != 2 or not 0 <= eeg_time_window[0] < eeg_time_window[1] - 1:
+                raise ValueError(
+                    f"eeg_time_window must be [start, end) with 0 <= start < end - 1, got {eeg_time_window}"
+                )
         self.imu_channels, self.imu_length = imu_channels, imu_length
-        self.eeg_channels, self.eeg_length = eeg_channels, eeg_length
-        self.num_points, self.seed = num_points, seed
+        self.eeg_channels, self.eeg_length, self.eeg_time_window = eeg_channels, eeg_length, eeg_time_window
+        self.num_points, self.seed = num_points, int(seed)
 
-    def to_dict(self) -> dict:
-        return dict(vars(self))
-
-    def _series(self, items, channels: int, length: int, what: str) -> torch.Tensor:
-        items = items if isinstance(items, (list, tuple)) else [items]
-        out = []
-        for item in items:
-            array = _finite_float(item, what)
-            if array.ndim != 2 or array.shape[0] != channels:
-                raise ValueError(f"{what} must have shape ({channels}, time); got {array.shape}")
-            out.append(torch.from_numpy(np.ascontiguousarray(_fixed_length(array, length))))
-        return torch.stack(out)
+    def _series(self, array: np.ndarray, channels: int, what: str) -> np.ndarray:
+        if array.ndim != 2 or array.shape[0] != channels:
+            hint = (
+                " (pass the transpose: time must be the last axis)"
+                if array.ndim == 2 and array.shape[1] == channels
+                else ""
+            )
+            raise ValueError(f"{what} must have shape ({channels}, time); got {array.shape}{hint}")
+        return array
 
     def imu(self, items) -> torch.Tensor:
-        return self._series(items, self.imu_channels, self.imu_length, "IMU data")
-
-    def eeg(self, items) -> torch.Tensor:
-        return self._series(items, self.eeg_channels, self.eeg_length, "EEG data")
-
-    def point_clouds(self, items) -> torch.Tensor:
-        items = items if isinstance(items, (list, tuple)) else [items]
+        """IMU arrays `(imu_channels, T)` -> `(batch, imu_channels, imu_length)` (centre cut / end padding)."""
         out = []
-        for item in items:
-            cloud = _finite_float(item, "point cloud")
-            if cloud.ndim != 2 or cloud.shape[1] not in (3, 6):
-                raise ValueError(f"point clouds must have shape (N, 3) or (N, 6); got {cloud.shape}")
-            rng = np.random.default_rng(self.seed)
-            picks = rng.choice(cloud.shape[0], self.num_points, replace=cloud.shape[0] < self.num_points)
-            cloud = cloud[picks].copy()
-            xyz = cloud[:, :3] - cloud[:, :3].mean(0)
-            cloud[:, :3] = xyz / max(float(np.linalg.norm(xyz, axis=1).max()), 1e-12)
-            out.append(torch.from_numpy(cloud))
+        for i, item in enumerate(_batch(items, "imu")):
+            array = self._series(_as_float_array(item, f"IMU item {i}"), self.imu_channels, f"IMU item {i}")
+            out.append(torch.from_numpy(np.ascontiguousarray(fixed_length(array, self.imu_length))))
         return torch.stack(out)
 
+    def eeg(self, items) -> torch.Tensor:
+        """EEG `(eeg_channels, T)` -> `(batch, eeg_channels, eeg_length)`: time window, then linear resampling."""
+        out = []
+        for i, item in enumerate(_batch(items, "eeg")):
+            array = self._series(_as_float_array(item, f"EEG item {i}"), self.eeg_channels, f"EEG item {i}")
+            if self.eeg_time_window is not None:
+                start, end = self.eeg_time_window
+                array = array[:, start:end]
+            if array.shape[1] < 2:
+                window = f" after keeping time steps {self.eeg_time_window}" if self.eeg_time_window else ""
+                raise ValueError(
+                    f"EEG item {i} has {array.shape[1]} time steps{window}; need at least 2 to interpolate"
+                )
+            # float64 like the reference's scipy interp1d; align_corners=True maps linspace(0, 1, T) onto
+            # linspace(0, 1, eeg_length).
+            series = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))[None]
+            out.append(F.interpolate(series, size=self.eeg_length, mode="linear", align_corners=True)[0].float())
+        return torch.stack(out)
 
-__all__ = ["CodeBindSensorProcessor"]
+    def point_clouds(self, items) -> torch.Tensor:
+        """Point clouds `(N, 3)` or `(N, 6)` -> `(batch, num_points, 3 or 6)`; all items must have the same width."""
+        out = []
+        for i, item in enumerate(_batch(items, "point_clouds")):
+            cloud = _as_float_array(item, f"point cloud {i}")
+            if cloud.ndim != 2 or cloud.shape[1] not in (3, 6):
+                raise ValueError(f"point cloud {i} must have shape (N, 3) or (N, 6); got {cloud.shape}")
+            rng = np.random.default_rng(self.seed)
+            if cloud.shape[0] >= self.num_points:
+                picks = rng.choice(cloud.shape[0], self.num_points, replace=False)
+            else:
+                extra = rng.choice(cloud.shape[0], self.num_points - cloud.shape[0], replace=True)
+                picks = np.concatenate([np.arange(cloud.shape[0]), extra])
+            cloud = cloud[picks]
+            xyz = cloud[:, :3] - cloud[:, :3].mean(0)
+            radius = float(np.linalg.norm(xyz, axis=1).max())
+            cloud[:, :3] = xyz / radius if radius > 0 else xyz
+            out.append(torch.from_numpy(cloud))
+        if len({c.shape[1] for c in out}) > 1:
+            raise ValueError(
+                f"point clouds in one batch must share their width; got {sorted({c.shape[1] for c in out})}"
+            )
+        return torch.stack(out)
+
+    def __call__(self, imu=None, eeg=None, point_clouds=None, return_tensors: str | None = "pt") -> BatchFeature:
+        """[`BatchFeature`] with ``imu_values``, ``eeg_values``, ``point_values`` for the inputs given."""
+        data = {}
+        if imu is not None:
+            data["imu_values"] = self.imu(imu)
+        if eeg is not None:
+            data["eeg_values"] = self.eeg(eeg)
+        if point_clouds is not None:
+            data["point_values"] = self.point_clouds(point_clouds)
+        return BatchFeature(data, tensor_type=return_tensors)
+
+
+__all__ = ["CodeBindSensorFeatureExtractor", "fixed_length"]

@@ -1,22 +1,82 @@
-"""Image-like inputs for ImageBind towers: RGB images, video clips, depth (as disparity), thermal, tactile.
+"""Image-like inputs for the ImageBind / CodeBind towers: RGB images, videos, depth, thermal and tactile images.
 
-Images follow ImageBind's torchvision recipe with PIL: bicubic resize of the short side to 224 (long side
-``int(224 * long / short)``), centre crop (offsets rounded), scale to [0, 1], CLIP mean/std.
+- Images and tactile images (ImageBind's ``load_and_transform_vision_data``): PIL bicubic resize of the short side to
+  224 (long side ``int(224 * long / short)``), centre crop (offsets rounded), [0, 1], CLIP mean / std ->
+  `(3, 224, 224)`. PIL is what torchvision itself calls on PIL images, so this matches the reference exactly.
+- Videos (ImageBind's ``load_and_transform_video_data``): 5 clips of 2 s spread evenly over the video (the audio clip
+  sampler); clip frames are those with index in ``[ceil(fps * start), ceil(fps * end))``; 2 of them are taken with
+  pytorchvideo's ``UniformTemporalSubsample`` (``linspace(0, n - 1, 2)`` truncated: the first and the last); [0, 1];
+  short side scaled to 224 with torch bilinear interpolation (long side floored, no antialiasing, pytorchvideo's
+  ``ShortSideScale``); CLIP mean / std; 3 spatial crops per clip (left / centre / right, or top / centre / bottom;
+  centre offsets rounded up) -> `(5 * 3, 3, 2, 224, 224)` per video, clip-major. Frame arrays need their frame rate
+  (``video_fps`` per call, or the processor's ``default_video_fps``); files are decoded with PyAV
+  (``pip install av``) in place of ImageBind's decord.
+- Depth (official CodeBind NYU-v2 / SUN RGB-D evaluation transform): depth in metres is clipped to ``[0.01, 50]``
+  and converted to disparity ``baseline * focal_length / depth`` with the Kinect v1 camera of NYU-v2 (baseline
+  0.075 m, focal length 518.857901 px); disparity is clamped to ``[0.01, 75]`` and divided by 75 (``DepthNorm``);
+  bilinear antialiased resize of the short side to 224, centre crop, normalised with mean 0.23207855 and std
+  0.11506188 (CodeBind's NYU statistics) -> `(1, 224, 224)`. Missing depth (0) therefore becomes the maximum
+  disparity, as in CodeBind. Arrays are metres; 16-bit PNG files are divided by ``depth_file_scale`` (8000, the
+  SUN RGB-D / CodeBind NYU export convention). ``input_type="disparity"`` skips the conversion.
+- Thermal (official CodeBind LLVIP / FLIR transform): grayscale, [0, 1], bilinear antialiased resize + centre crop,
+  normalised with mean 0.44531357 and std 0.26924619 -> `(1, 224, 224)`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from transformers.image_processing_base import BatchFeature, ImageProcessingMixin
+
+from .feature_extraction_codebind import clip_start_times, with_context
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_PIL_FILTERS = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+}
 
 
-def _open_image(image, mode: str) -> Image.Image:
+class CodeBindImagesKwargs(TypedDict, total=False):
+    """The settings of [`CodeBindImageProcessor`] (lets ``from_dict`` / ``from_pretrained`` accept overrides)."""
+
+    size: int
+    image_mean: list[float]
+    image_std: list[float]
+    resample: str
+    video_clip_duration: float
+    video_clips: int
+    video_frames_per_clip: int
+    video_spatial_crops: int
+    default_video_fps: float | None
+    depth_baseline: float
+    depth_focal_length: float
+    depth_min: float
+    depth_max: float
+    disparity_min: float
+    disparity_max: float
+    depth_mean: float
+    depth_std: float
+    depth_file_scale: float
+    thermal_mean: float
+    thermal_std: float
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def load_image(image, mode: str = "RGB") -> Image.Image:
+    """A PIL image in ``mode`` from a path, a PIL image, or an array / tensor.
+
+    Arrays are `(H, W)`, `(H, W, C)` or `(C, H, W)` with C in 1, 3, 4; uint8 in [0, 255] or float in [0, 1].
+    """
     if isinstance(image, (str, Path)):
         try:
             with Image.open(image) as handle:
@@ -25,109 +85,382 @@ def _open_image(image, mode: str) -> Image.Image:
             raise ValueError(f"{image}: not a readable image file ({err})") from err
     if isinstance(image, Image.Image):
         return image.convert(mode)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
     array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # channels first -> last
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)) or 0 in array.shape:
+        raise ValueError(
+            f"image arrays must be (H, W), (H, W, C) or (C, H, W) with C in 1/3/4; got shape {array.shape}"
+        )
     if array.dtype != np.uint8:
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"image arrays must be uint8 or float, got dtype {array.dtype}")
         if not np.isfinite(array).all():
             raise ValueError("image array contains NaN or inf")
-        if array.min() < 0 or array.max() > 1:
-            raise ValueError(f"float image arrays must lie in [0, 1]; got range [{array.min()}, {array.max()}]")
+        if array.dtype.kind != "f" or array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                f"non-uint8 image arrays must be float in [0, 1]; got {array.dtype} in [{array.min()}, {array.max()}]"
+            )
         array = (array * 255).round().astype(np.uint8)
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-        raise ValueError(f"image arrays must be (H, W) or (H, W, C) with C in 1/3/4; got shape {array.shape}")
-    return Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array).convert(mode)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return Image.fromarray(array).convert(mode)
 
 
 def resize_and_crop(image: Image.Image, size: int = 224, resample=Image.BICUBIC) -> Image.Image:
-    """Short side to ``size`` (torchvision's rounding), then a centred ``size`` x ``size`` crop."""
+    """torchvision ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image (same output sizes and offsets)."""
     width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
+    short, long = sorted((width, height))
     new_long = int(size * long / short)
-    new_size = (size, new_long) if width <= height else (new_long, size)
-    image = image.resize(new_size, resample)
-    left = int(round((image.width - size) / 2.0))
-    top = int(round((image.height - size) / 2.0))
+    image = image.resize((size, new_long) if width <= height else (new_long, size), resample)
+    left, top = int(round((image.width - size) / 2.0)), int(round((image.height - size) / 2.0))
     return image.crop((left, top, left + size, top + size))
 
 
-class CodeBindImageProcessor:
-    """Images, videos, depth maps, thermal and tactile images -> tensors for the ImageBind towers."""
+def resize_and_crop_tensor(x: torch.Tensor, size: int = 224) -> torch.Tensor:
+    """torchvision ``Resize(size)`` (bilinear, antialiased) + ``CenterCrop(size)`` on a float tensor `(C, H, W)`."""
+    height, width = x.shape[-2:]
+    short, long = sorted((width, height))
+    new_long = int(size * long / short)
+    new_hw = (new_long, size) if width <= height else (size, new_long)
+    x = F.interpolate(x[None], size=new_hw, mode="bilinear", align_corners=False, antialias=True)[0]
+    top, left = int(round((new_hw[0] - size) / 2.0)), int(round((new_hw[1] - size) / 2.0))
+    return x[:, top : top + size, left : left + size]
 
-    def __init__(self, size: int = 224, mean=CLIP_MEAN, std=CLIP_STD, frames_per_clip: int = 2, clips_per_video: int = 5,
-                 depth_focal_length: float = 518.857901, depth_baseline: float = 0.075, max_disparity: float | None = None):
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
-        self.frames_per_clip, self.clips_per_video = frames_per_clip, clips_per_video
-        self.depth_focal_length, self.depth_baseline, self.max_disparity = depth_focal_length, depth_baseline, max_disparity
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+def _items(value, what: str) -> list:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ValueError(f"{what} is empty; expected at least one item")
+    return items
 
-    def _rgb(self, image) -> torch.Tensor:
-        array = np.asarray(resize_and_crop(_open_image(image, "RGB"), self.size), dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(array).permute(2, 0, 1)
-        return (tensor - torch.tensor(self.mean)[:, None, None]) / torch.tensor(self.std)[:, None, None]
 
-    def images(self, images) -> torch.Tensor:
+class _VideoFile:
+    """Frame count, frame rate and selected RGB frames of a video file, decoded with PyAV."""
+
+    def __init__(self, path: str | Path):
+        try:
+            import av
+        except ImportError as err:
+            raise ImportError(
+                f"reading video files ({path}) needs PyAV: `pip install av`; "
+                "or pass uint8 frame arrays (T, H, W, 3) with video_fps"
+            ) from err
+        self.av, self.path = av, str(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"video file not found: {path}")
+        try:
+            with av.open(self.path) as container:
+                if not container.streams.video:
+                    raise ValueError(f"{path}: no video stream")
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate
+                self.fps = float(rate) if rate else 0.0
+                self.num_frames = stream.frames or sum(1 for _ in container.decode(stream))
+        except av.error.FFmpegError as err:
+            raise ValueError(f"{path}: not a readable video file ({err})") from err
+        if self.fps <= 0 or self.num_frames <= 0:
+            raise ValueError(
+                f"{path}: could not determine frame rate / frame count (fps={self.fps}, frames={self.num_frames})"
+            )
+
+    def frames(self, indices: set[int]) -> dict[int, np.ndarray]:
+        found = {}
+        with self.av.open(self.path) as container:
+            for index, frame in enumerate(container.decode(container.streams.video[0])):
+                if index in indices:
+                    found[index] = frame.to_ndarray(format="rgb24")
+                if len(found) == len(indices):
+                    break
+        return found
+
+
+# ---------------------------------------------------------------------------------------------------- processor
+class CodeBindImageProcessor(ImageProcessingMixin):
+    """Images, videos, depth maps, thermal and tactile images -> tensors for the ImageBind / CodeBind towers.
+
+    The settings are the reference ones (see the module docstring); all are saved with ``save_pretrained``.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> from codebind_hf.image_processing_codebind import CodeBindImageProcessor
+    >>> processor = CodeBindImageProcessor()
+    >>> rng = np.random.default_rng(0)
+    >>> out = processor(images=[rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)], depth=[np.full((48, 64), 2.0)])
+    >>> out["pixel_values"].shape, out["depth_values"].shape
+    (torch.Size([1, 3, 224, 224]), torch.Size([1, 1, 224, 224]))
+
+    ```
+    """
+
+    model_input_names = ["pixel_values", "pixel_values_videos", "depth_values", "thermal_values", "tactile_values"]
+    valid_kwargs = CodeBindImagesKwargs
+
+    def __init__(
+        self,
+        size: int = 224,
+        image_mean: list[float] = CLIP_MEAN,
+        image_std: list[float] = CLIP_STD,
+        resample: str = "bicubic",
+        video_clip_duration: float = 2.0,
+        video_clips: int = 5,
+        video_frames_per_clip: int = 2,
+        video_spatial_crops: int = 3,
+        default_video_fps: float | None = None,
+        depth_baseline: float = 0.075,
+        depth_focal_length: float = 518.857901,
+        depth_min: float = 0.01,
+        depth_max: float = 50.0,
+        disparity_min: float = 0.01,
+        disparity_max: float = 75.0,
+        depth_mean: float = 0.23207855,
+        depth_std: float = 0.11506188,
+        depth_file_scale: float = 8000.0,
+        thermal_mean: float = 0.44531357,
+        thermal_std: float = 0.26924619,
+        **kwargs,
+    ):
+        kwargs.pop("image_processor_type", None)
+        super().__init__(**kwargs)
+        for name, value in (
+            ("size", size),
+            ("video_clips", video_clips),
+            ("video_frames_per_clip", video_frames_per_clip),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if resample not in _PIL_FILTERS:
+            raise ValueError(f"resample must be one of {sorted(_PIL_FILTERS)}, got {resample!r}")
+        if video_spatial_crops not in (1, 3):
+            raise ValueError(f"video_spatial_crops must be 1 (centre) or 3 (ImageBind), got {video_spatial_crops!r}")
+        if default_video_fps is not None and (isinstance(default_video_fps, bool) or not default_video_fps > 0):
+            raise ValueError(f"default_video_fps must be a positive number or None, got {default_video_fps!r}")
+        if len(image_mean) != 3 or len(image_std) != 3 or min(image_std) <= 0:
+            raise ValueError(f"image_mean / image_std must be 3 values (std > 0), got {image_mean} / {image_std}")
+        if not 0 < depth_min < depth_max or not 0 < disparity_min < disparity_max or depth_file_scale <= 0:
+            raise ValueError(
+                "depth settings need 0 < depth_min < depth_max, 0 < disparity_min < disparity_max, depth_file_scale > 0"
+            )
+        if depth_std <= 0 or thermal_std <= 0 or video_clip_duration <= 0:
+            raise ValueError("depth_std, thermal_std and video_clip_duration must be positive")
+        self.size, self.image_mean, self.image_std, self.resample = size, list(image_mean), list(image_std), resample
+        self.video_clip_duration, self.video_clips = float(video_clip_duration), video_clips
+        self.video_frames_per_clip, self.video_spatial_crops = video_frames_per_clip, video_spatial_crops
+        self.default_video_fps = default_video_fps
+        self.depth_baseline, self.depth_focal_length = float(depth_baseline), float(depth_focal_length)
+        self.depth_min, self.depth_max = float(depth_min), float(depth_max)
+        self.disparity_min, self.disparity_max = float(disparity_min), float(disparity_max)
+        self.depth_mean, self.depth_std, self.depth_file_scale = (
+            float(depth_mean),
+            float(depth_std),
+            float(depth_file_scale),
+        )
+        self.thermal_mean, self.thermal_std = float(thermal_mean), float(thermal_std)
+
+    def _normalise_rgb(self, x: torch.Tensor) -> torch.Tensor:
+        """`(3, ...)` in [0, 1] -> CLIP-normalised (channel first)."""
+        shape = (3,) + (1,) * (x.ndim - 1)
+        return (x - torch.tensor(self.image_mean).view(shape)) / torch.tensor(self.image_std).view(shape)
+
+    # -------------------------------------------------------------------------------------------- images
+    def preprocess(self, images) -> torch.Tensor:
         """Paths, PIL images or arrays -> `(batch, 3, size, size)`."""
-        items = images if isinstance(images, (list, tuple)) else [images]
-        if not items:
-            raise ValueError("images is empty")
-        return torch.stack([self._rgb(i) for i in items])
-
-    def videos(self, videos) -> torch.Tensor:
-        """Frame arrays `(T, H, W, 3)` (uint8) -> `(batch, clips, 3, frames_per_clip, size, size)`.
-
-        ``clips_per_video`` segments spread evenly over the video, ``frames_per_clip`` evenly spaced frames each,
-        every frame resized and centre-cropped like an image (ImageBind also takes 3 spatial crops per clip; we
-        take the centre one).
-        """
-        items = videos if isinstance(videos, (list, tuple)) else [videos]
-        if not items:
-            raise ValueError("videos is empty")
         out = []
-        for video in items:
-            frames = np.asarray(video)
-            if frames.ndim != 4 or frames.shape[-1] != 3:
-                raise ValueError(f"videos must be frame arrays of shape (T, H, W, 3); got shape {frames.shape}")
-            bounds = np.linspace(0, frames.shape[0], self.clips_per_video + 1)
-            clips = []
-            for start, end in zip(bounds[:-1], bounds[1:]):
-                picks = np.linspace(start, max(start, end - 1), self.frames_per_clip).round().astype(int)
-                clips.append(torch.stack([self._rgb(frames[min(i, frames.shape[0] - 1)]) for i in picks], dim=1))
-            out.append(torch.stack(clips))
+        for i, image in enumerate(_items(images, "images")):
+            try:
+                pil = resize_and_crop(load_image(image, "RGB"), self.size, _PIL_FILTERS[self.resample])
+            except (ValueError, TypeError) as err:
+                raise with_context(err, f"image {i}") from err
+            tensor = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
+            out.append(self._normalise_rgb(tensor))
         return torch.stack(out)
 
-    def _single_channel(self, image, scale: float = 255.0) -> torch.Tensor:
-        array = np.asarray(resize_and_crop(image, self.size, Image.BILINEAR), dtype=np.float32) / scale
-        return torch.from_numpy(array)[None]
+    def preprocess_tactile(self, images) -> torch.Tensor:
+        """Tactile (GelSight-style RGB) images -> `(batch, 3, size, size)`, processed exactly like images."""
+        return self.preprocess(images)
 
-    def depth(self, depth_maps, input_type: str = "depth") -> torch.Tensor:
-        """Depth maps in metres (``input_type="depth"``, converted to disparity ``f·b / depth`` with the NYU-v2
-        camera's focal length and baseline, zeros kept as 0) or disparity maps -> `(batch, 1, size, size)`."""
+    # -------------------------------------------------------------------------------------------- videos
+    def _clip_frame_indices(self, num_frames: int, fps: float) -> list[list[int]]:
+        """Per clip, the indices of the frames it keeps (ImageBind's clip sampler + uniform temporal subsample)."""
+        starts = clip_start_times(num_frames / fps, self.video_clip_duration, self.video_clips)
+        clips = []
+        for start in starts:
+            first = math.ceil(fps * start)
+            last = min(math.ceil(fps * (start + self.video_clip_duration)), num_frames)
+            if last <= first:
+                raise ValueError(
+                    f"no frame in the clip starting at {float(start):.3f} s ({num_frames} frames at {fps} fps)"
+                )
+            picks = torch.linspace(0, last - first - 1, self.video_frames_per_clip).clamp(0, last - first - 1).long()
+            clips.append([first + int(p) for p in picks])
+        return clips
+
+    def _video_clips(self, frames: np.ndarray) -> torch.Tensor:
+        """`(clips, T, H, W, 3)` uint8 -> `(clips * crops, 3, T, size, size)`."""
+        x = (
+            torch.from_numpy(np.ascontiguousarray(frames)).float().div(255.0).permute(0, 4, 1, 2, 3)
+        )  # (clips, C, T, H, W)
+        clips, channels, steps, height, width = x.shape
+        if width < height:
+            new_hw = (int(math.floor(height / width * self.size)), self.size)
+        else:
+            new_hw = (self.size, int(math.floor(width / height * self.size)))
+        x = F.interpolate(
+            x.reshape(clips * channels, steps, height, width), size=new_hw, mode="bilinear", align_corners=False
+        )
+        x = self._normalise_rgb(x.reshape(clips, channels, steps, *new_hw).transpose(0, 1)).transpose(0, 1)
+        height, width = new_hw
+        out = []
+        for clip in x:
+            for spatial in (0, 1, 2) if self.video_spatial_crops == 3 else (1,):
+                top, left = math.ceil((height - self.size) / 2), math.ceil((width - self.size) / 2)
+                if height > width and spatial != 1:
+                    top = 0 if spatial == 0 else height - self.size
+                elif height <= width and spatial != 1:
+                    left = 0 if spatial == 0 else width - self.size
+                out.append(clip[:, :, top : top + self.size, left : left + self.size])
+        return torch.stack(out)
+
+    def preprocess_videos(self, videos, video_fps: float | list[float] | None = None) -> torch.Tensor:
+        """Videos -> `(batch, video_clips * video_spatial_crops, 3, video_frames_per_clip, size, size)`.
+
+        Args:
+            videos: one video or a list; a video is a file path (decoded with PyAV) or a uint8 frame array
+                `(T, H, W, 3)`.
+            video_fps (`float` or `list[float]`): frame rate of the frame arrays (one for all, or one per video);
+                required for arrays unless ``default_video_fps`` is set; files carry their own (a given rate must
+                agree with it).
+        """
+        items = _items(videos, "videos")
+        rates = list(video_fps) if isinstance(video_fps, (list, tuple)) else [video_fps] * len(items)
+        fallback = self.default_video_fps
+        if len(rates) != len(items):
+            raise ValueError(f"got {len(rates)} video_fps values for {len(items)} videos")
+        out = []
+        for i, (video, fps) in enumerate(zip(items, rates, strict=True)):
+            is_number = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
+            if fps is not None and (not is_number or not fps > 0):
+                raise ValueError(f"video {i}: video_fps must be a positive number, got {fps!r}")
+            if isinstance(video, (str, Path)):
+                reader = _VideoFile(video)
+                if fps is not None and abs(fps - reader.fps) > 1e-3 * reader.fps:
+                    raise ValueError(f"video {i}: {video} runs at {reader.fps} fps but video_fps={fps} was given")
+                clips = self._clip_frame_indices(reader.num_frames, reader.fps)
+                decoded = reader.frames({j for clip in clips for j in clip})
+                missing = sorted({j for clip in clips for j in clip} - decoded.keys())
+                if missing:
+                    raise ValueError(f"video {i}: {video} could not decode frames {missing[:5]}")
+                frames = np.stack([np.stack([decoded[j] for j in clip]) for clip in clips])
+            else:
+                array = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+                if array.ndim != 4 or array.shape[-1] != 3 or 0 in array.shape:
+                    raise ValueError(f"video {i}: frame arrays must have shape (T, H, W, 3); got {array.shape}")
+                if array.dtype != np.uint8:
+                    raise TypeError(f"video {i}: frame arrays must be uint8 (0..255), got dtype {array.dtype}")
+                fps = fps if fps is not None else fallback
+                if fps is None:
+                    raise ValueError(
+                        f"video {i}: video_fps is required for frame arrays (e.g. video_fps=30), "
+                        "or set the image processor's default_video_fps"
+                    )
+                clips = self._clip_frame_indices(array.shape[0], float(fps))
+                frames = np.stack([array[clip] for clip in clips])
+            out.append(self._video_clips(frames))
+        return torch.stack(out)
+
+    # -------------------------------------------------------------------------------------------- depth, thermal
+    def _depth_array(self, item, input_type: str) -> np.ndarray:
+        if isinstance(item, (str, Path)):
+            try:
+                with Image.open(item) as handle:
+                    array = np.asarray(handle, dtype=np.float32)
+            except (UnidentifiedImageError, OSError) as err:
+                raise ValueError(f"{item}: not a readable depth image ({err})") from err
+            if array.ndim == 3:
+                raise ValueError(f"{item}: depth images must have one channel, got shape {array.shape}")
+            return array / self.depth_file_scale if input_type == "depth" else array
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().numpy()
+        array = np.asarray(item)
+        if array.dtype == object or array.dtype.kind not in "fiu":
+            raise TypeError(f"depth maps must be real-valued arrays, got dtype {array.dtype}")
+        array = array.astype(np.float32)
+        if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
+            array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:-1])
+        if array.ndim != 2 or 0 in array.shape:
+            raise ValueError(f"depth maps must be (H, W) (or (1, H, W) / (H, W, 1)); got shape {array.shape}")
+        return array
+
+    def preprocess_depth(self, depth_maps, input_type: str = "depth") -> torch.Tensor:
+        """Depth maps in metres (or disparity maps) -> normalised disparity `(batch, 1, size, size)`."""
         if input_type not in ("depth", "disparity"):
             raise ValueError(f"input_type must be 'depth' or 'disparity', got {input_type!r}")
-        items = depth_maps if isinstance(depth_maps, (list, tuple)) else [depth_maps]
         out = []
-        for item in items:
-            array = np.asarray(Image.open(item) if isinstance(item, (str, Path)) else item, dtype=np.float32)
-            if array.ndim != 2:
-                raise ValueError(f"depth maps must be 2-D (H, W); got shape {array.shape}")
+        for i, item in enumerate(_items(depth_maps, "depth")):
+            try:
+                array = self._depth_array(item, input_type)
+            except (ValueError, TypeError) as err:
+                raise with_context(err, f"depth map {i}") from err
             if not np.isfinite(array).all() or (array < 0).any():
-                raise ValueError("depth maps must be finite and non-negative")
+                raise ValueError(f"depth map {i}: values must be finite and non-negative")
             if input_type == "depth":
-                array = np.where(array > 0, self.depth_focal_length * self.depth_baseline / np.maximum(array, 1e-6), 0.0)
-            if self.max_disparity:
-                array = array / self.max_disparity
-            out.append(self._single_channel(Image.fromarray(array.astype(np.float32), mode="F"), scale=1.0))
+                array = self.depth_baseline * self.depth_focal_length / array.clip(self.depth_min, self.depth_max)
+            disparity = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+            disparity = disparity.clamp(self.disparity_min, self.disparity_max) / self.disparity_max
+            out.append((resize_and_crop_tensor(disparity, self.size) - self.depth_mean) / self.depth_std)
         return torch.stack(out)
 
-    def thermal(self, images) -> torch.Tensor:
-        """Thermal images (paths/arrays, read as grayscale) -> `(batch, 1, size, size)` in [0, 1]."""
-        items = images if isinstance(images, (list, tuple)) else [images]
-        return torch.stack([self._single_channel(_open_image(i, "L")) for i in items])
+    def preprocess_thermal(self, images) -> torch.Tensor:
+        """Thermal images (paths, PIL images or arrays; read as grayscale) -> `(batch, 1, size, size)`."""
+        out = []
+        for i, image in enumerate(_items(images, "thermal")):
+            try:
+                gray = np.asarray(load_image(image, "L"), dtype=np.float32) / 255.0
+            except (ValueError, TypeError) as err:
+                raise with_context(err, f"thermal image {i}") from err
+            x = resize_and_crop_tensor(torch.from_numpy(gray)[None], self.size)
+            out.append((x - self.thermal_mean) / self.thermal_std)
+        return torch.stack(out)
 
-    def tactile(self, images) -> torch.Tensor:
-        """Tactile (GelSight-style RGB) images -> `(batch, 3, size, size)`, normalised like images."""
-        return self.images(images)
+    def __call__(
+        self,
+        images=None,
+        videos=None,
+        depth=None,
+        thermal=None,
+        tactile=None,
+        video_fps: float | list[float] | None = None,
+        depth_input_type: str = "depth",
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """[`BatchFeature`] with ``pixel_values``, ``pixel_values_videos``, ``depth_values``, ``thermal_values`` and
+        ``tactile_values`` for the inputs given (shapes in the method docstrings above)."""
+        data = {}
+        if images is not None:
+            data["pixel_values"] = self.preprocess(images)
+        if videos is not None:
+            data["pixel_values_videos"] = self.preprocess_videos(videos, video_fps)
+        elif video_fps is not None:
+            raise ValueError("video_fps was given without videos")
+        if depth is not None:
+            data["depth_values"] = self.preprocess_depth(depth, depth_input_type)
+        if thermal is not None:
+            data["thermal_values"] = self.preprocess_thermal(thermal)
+        if tactile is not None:
+            data["tactile_values"] = self.preprocess_tactile(tactile)
+        return BatchFeature(data, tensor_type=return_tensors)
 
 
-__all__ = ["CodeBindImageProcessor", "resize_and_crop", "CLIP_MEAN", "CLIP_STD"]
+__all__ = [
+    "CodeBindImageProcessor",
+    "CodeBindImagesKwargs",
+    "load_image",
+    "resize_and_crop",
+    "resize_and_crop_tensor",
+    "CLIP_MEAN",
+    "CLIP_STD",
+]

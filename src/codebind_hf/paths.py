@@ -1,17 +1,25 @@
 """Modality paths as small artifacts beside a base model, like PEFT adapters.
 
-A path (named by its target modality) is saved as ``path_config.json`` (modality, bridges, the path's
-training settings, base model id + revision + fingerprint, dims, quantizer settings, LoRA settings, every
-tensor's shape, library version) + ``path.safetensors`` (the path's shared and specific codebooks, its
-specific heads, the target's shared head and logit scale, and the target tower's LoRA weights — or the whole
-tower for ``fulltune``) + a generated ``README.md`` card. Loading checks the base model and every shape and
-refuses mismatches naming both sides. Writes are atomic; a failed upload leaves the local files as they were.
+A path (named by its target modality) is a folder (local or a Hub repo) of three files:
+
+- ``path_config.json``: modality, bridges, the path's training settings, the base model's id, Hub revision and
+  fingerprint, dims, quantizer settings, LoRA settings, every tensor's shape, the sha256 of the weights file and
+  the library version;
+- ``path.safetensors``: the path's shared and specific codebooks (buffers), its specific heads, the target's shared
+  head and logit scale, and the target tower's LoRA weights (the whole target tower for ``mode="fulltune"``);
+- ``README.md``: a generated model card (`codebind_hf.model_cards`).
+
+The decoder is never part of a path. Loading checks, before touching the model, the tower, dims, quantizer
+settings, the weights' checksum and the base model's fingerprint, then every tensor name and shape; a refused
+load names both sides and leaves the model as it was. Writes go to a temporary folder renamed into place, uploads
+are made from a temporary folder, and the Hub token is scrubbed from any error raised on the way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -21,34 +29,52 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .artifact_io import download_snapshot, file_sha256, resolve_hub_revision, token_kept_out_of_errors, write_dir_atomically
 from .configuration_codebind import PathConfig, normalize_path_config
 from .heads import ProjectionHead
-from .index import _atomic_dir_write
 from .modalities import canonical_modality
 from .quantization import MultiCodebookQuantizer
 
+logger = logging.getLogger(__name__)
+
 PATH_CONFIG = "path_config.json"
 PATH_WEIGHTS = "path.safetensors"
+PATH_CARD = "README.md"
+ARTIFACT_FILES = (PATH_CONFIG, PATH_WEIGHTS, PATH_CARD)
+PATH_FORMAT = "codebind-path"
+PATH_FORMAT_VERSION = 1
+_SAMPLE = 64  # values sampled per tensor for the fingerprint
 
 
-def base_model_fingerprint(model, target: str) -> str:
-    """sha256 over names, shapes and a value sample of the frozen weights a path depends on: the bridges'
-    towers and shared heads, and the target tower unless the path fine-tunes it fully."""
-    config = model.config
-    path = config.paths.get(target, {})
-    modalities = list(path.get("bridges", config.bridges))
-    if path.get("mode", "lora") != "fulltune":
-        modalities.append(target)
-    prefixes = tuple(f"towers.{m}." for m in modalities) + tuple(f"shared_heads.{m}." for m in path.get("bridges", []))
+# ---------------------------------------------------------------------------- base model identity
+def base_model_fingerprint(model: nn.Module, target: str, path: dict | None = None) -> str:
+    """sha256 over the names, shapes and a deterministic sample of values of the frozen weights a path depends on.
+
+    Those are the bridges' towers and shared heads, and the target tower unless the path fine-tunes it fully
+    (LoRA wrappers are seen through: ``...q_proj.base_layer.weight`` counts as ``...q_proj.weight``). Values are
+    compared at bfloat16 precision, so a base model cast to half precision keeps its fingerprint.
+
+    Args:
+        model ([`CodeBindModel`]): the base model.
+        target (`str`): the path's target modality.
+        path (`dict`, *optional*): the path's settings (``bridges``, ``mode``); defaults to ``model.config.paths[target]``.
+
+    Returns:
+        `str`: 64 hex digits.
+    """
+    target = canonical_modality(target)
+    path = path if path is not None else model.config.paths.get(target, {})
+    bridges = list(path.get("bridges", model.config.bridges))
+    towers = bridges + ([target] if path.get("mode", "lora") != "fulltune" else [])
+    prefixes = tuple(f"towers.{m}." for m in towers) + tuple(f"shared_heads.{m}." for m in bridges)
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         if not name.startswith(prefixes) or "lora_" in name:
             continue
-        name = name.replace(".base_layer.", ".")
         flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy().round(6)
-        digest.update(f"{name}{tuple(tensor.shape)}".encode())
-        digest.update(sample.tobytes())
+        sample = flat[:: max(1, flat.numel() // _SAMPLE)][:_SAMPLE].to(torch.bfloat16).float().cpu()
+        digest.update(f"{name.replace('.base_layer.', '.')}{tuple(tensor.shape)}".encode())
+        digest.update(sample.numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -57,41 +83,150 @@ def _path_prefixes(target: str, mode: str) -> tuple[str, ...]:
     return prefixes + ((f"towers.{target}.",) if mode == "fulltune" else ())
 
 
-class ModalityPathMixin:
-    """save_path / load_path / push_path_to_hub / list_paths / remove_path for `CodeBindModel`."""
+def _differences(theirs: dict, ours: dict) -> str:
+    keys = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    return "; ".join(f"{k}: the path has {theirs.get(k)!r}, this base model has {ours.get(k)!r}" for k in keys)
 
-    # ------------------------------------------------------------------ building and listing
+
+# ---------------------------------------------------------------------------- files
+def read_path_artifact(directory: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read and check a path folder on its own: format, checksum, readable safetensors, shapes as recorded.
+
+    Returns:
+        `tuple[dict, dict[str, torch.Tensor]]`: the ``path_config.json`` contents and the tensors.
+    """
+    directory = Path(directory)
+    config_file, weights_file = directory / PATH_CONFIG, directory / PATH_WEIGHTS
+    for file in (config_file, weights_file):
+        if not file.is_file():
+            raise FileNotFoundError(f"{file} not found: {directory} is not a CodeBind path artifact")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_file} is not valid JSON: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != PATH_FORMAT:
+        raise ValueError(f"{config_file} is not a CodeBind path config (expected format {PATH_FORMAT!r})")
+    if config.get("version", 0) > PATH_FORMAT_VERSION:
+        raise ValueError(
+            f"{config_file} has path format version {config['version']}; this codebind_hf reads up to "
+            f"{PATH_FORMAT_VERSION} (upgrade codebind_hf; the path was written by {config.get('library_version')})"
+        )
+    missing = sorted({"modality", "path", "base_model", "dims", "quantizer", "shapes", "weights_sha256"} - set(config))
+    if missing:
+        raise ValueError(f"{config_file} lacks the keys {missing}")
+    checksum = file_sha256(weights_file)
+    if checksum != config["weights_sha256"]:
+        raise ValueError(
+            f"{weights_file} is corrupted or truncated: its sha256 is {checksum[:16]}…, "
+            f"{PATH_CONFIG} records {config['weights_sha256'][:16]}…"
+        )
+    try:
+        state = load_file(weights_file)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{weights_file} is corrupted or truncated: {err}") from err
+    recorded = {k: list(v) for k, v in config["shapes"].items()}
+    found = {k: list(v.shape) for k, v in state.items()}
+    if recorded != found:
+        diff = sorted(k for k in set(recorded) | set(found) if recorded.get(k) != found.get(k))
+        raise ValueError(
+            f"{weights_file} does not match the shapes in {PATH_CONFIG}: "
+            + ", ".join(f"{k}: config {recorded.get(k)} vs file {found.get(k)}" for k in diff[:10])
+        )
+    return config, state
+
+
+# ---------------------------------------------------------------------------- the mixin
+class ModalityPathMixin:
+    """Modality paths for [`CodeBindModel`]: ``add_path``, ``save_path``, ``load_path``, ``push_path_to_hub``,
+    ``list_paths``, ``remove_path``, and ``push_to_hub`` of the full model with a generated card.
+
+    Example:
+
+    ```python
+    >>> import tempfile, torch
+    >>> from codebind_hf import CodeBindConfig, CodeBindModel
+    >>> vit = {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+    ...        "intermediate_size": 64, "image_size": 16, "patch_size": 8}
+    >>> config = CodeBindConfig(modalities={"vision": {"family": "hf", "backbone": vit},
+    ...                                     "depth": {"family": "hf", "backbone": {**vit, "num_channels": 1}}},
+    ...                         bridges=["vision"], embed_dim=32, specific_dim=32, decoder={"enabled": False})
+    >>> model = CodeBindModel(config).eval()
+    >>> model.add_path("depth", {"bridges": ["vision"]})
+    >>> folder = model.save_path("depth", tempfile.mkdtemp() + "/depth-path")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['README.md', 'path.safetensors', 'path_config.json']
+    >>> model.remove_path("depth"); model.list_paths()
+    []
+    >>> model.load_path(folder), model.list_paths()
+    ('depth', ['depth'])
+
+    ```
+    """
+
+    # ------------------------------------------------------------------ loading the base model
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, which also records the commit of a Hub checkpoint in ``hub_revision``
+        (``None`` for a local folder), so path artifacts can name the exact base they were trained on."""
+        revision = resolve_hub_revision(
+            pretrained_model_name_or_path, kwargs.get("revision"), token=kwargs.get("token"),
+            cache_dir=kwargs.get("cache_dir"), local_files_only=bool(kwargs.get("local_files_only")),
+        )
+        if revision is not None:
+            kwargs["revision"] = revision  # pin every file of this load to that commit
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.hub_revision = getattr(revision, "resolved", None)
+        return loaded
+
+    # ------------------------------------------------------------------ building, listing, removing
     def list_paths(self) -> list[str]:
-        """Target modalities whose paths (codebooks + specific heads) are present."""
+        """Target modalities of the paths present (their codebooks and specific heads exist), sorted."""
         return sorted(self.quantizers)
 
     def add_path(self, target: str, path_config: PathConfig | dict | None = None) -> None:
-        """Create (fresh) the modules of a path: its codebooks and specific heads, and register it in the config."""
+        """Create the modules of a new path (codebooks and specific heads, freshly initialised) and register its
+        settings in ``config.paths``. The towers and shared heads are the base model's; add LoRA with
+        `codebind_hf.lora.add_lora`.
+
+        Args:
+            target (`str`): the target modality; the base model needs a tower for it.
+            path_config ([`PathConfig`] or `dict`, *optional*): bridges, temperature, loss weights, mode, LoRA settings.
+        """
         target = canonical_modality(target)
         if target not in self.towers:
-            raise ValueError(f"The base model has no tower for modality {target!r}; it has {sorted(self.towers)}")
+            raise ValueError(
+                f"The base model has no {target} tower, so it cannot take a {target} path; it has {sorted(self.towers)}"
+            )
         if target in self.quantizers:
             raise ValueError(f"A path for {target!r} is already loaded; remove_path({target!r}) first")
+        settings = normalize_path_config(target, path_config)
         paths = dict(self.config.paths)
-        paths[target] = normalize_path_config(target, path_config)
+        previous = dict(paths)
+        paths[target] = settings
         self.config.paths = paths
         try:
             self.config.validate_architecture()
         except Exception:
-            paths.pop(target)
-            self.config.paths = paths
+            self.config.paths = previous
             raise
         quantizer = self.config.quantizer_config
         with_specific = [m for m in self.config.path_modalities(target) if self.config.has_specific(m)]
-        self.quantizers[target] = MultiCodebookQuantizer(
+        books = MultiCodebookQuantizer(
             with_specific, quantizer.shared_codebook_size, quantizer.specific_codebook_size, **quantizer.quantizer_kwargs()
         )
-        self.specific_heads[target] = nn.ModuleDict(
-            {m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_dim) for m in with_specific}
-        )
+        heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_dim) for m in with_specific})
+        reference = next(self.shared_heads[target].parameters())
+        for module in (books, heads):
+            module.apply(self._init_weights)  # same initialisation as modules built in __init__
+            module.to(device=reference.device, dtype=reference.dtype)
+        self.quantizers[target] = books
+        self.specific_heads[target] = heads
 
     def remove_path(self, target: str) -> None:
-        """Drop a path's codebooks, specific heads and config entry, and take its LoRA adapters off the tower."""
+        """Drop a path: its codebooks, specific heads and config entry; take its LoRA adapters off the target tower
+        and, for a path loaded with `load_path`, put back the base weights it replaced (the target's shared head
+        and logit scale; the whole tower for ``fulltune``)."""
         target = canonical_modality(target)
         if target not in self.quantizers:
             raise KeyError(f"No path {target!r} loaded; loaded paths: {self.list_paths()}")
@@ -109,153 +244,292 @@ class ModalityPathMixin:
                     parent_name, _, child = name.rpartition(".")
                     setattr(tower.get_submodule(parent_name) if parent_name else tower, child, module.get_base_layer())
             self.lora_settings.pop(target)
+            if hasattr(tower, "peft_config"):  # left by peft's injection; a later add_lora would warn about it
+                del tower.peft_config
+        backup = getattr(self, "_path_backups", {}).pop(target, None)
+        if backup is not None:
+            self.load_state_dict(backup, strict=False)
 
     # ------------------------------------------------------------------ saving
     def path_state_dict(self, target: str) -> dict[str, torch.Tensor]:
+        """The tensors of a path artifact, keyed by their names in this model (contiguous CPU copies)."""
         target = canonical_modality(target)
         if target not in self.quantizers:
             raise KeyError(f"No path {target!r} loaded; loaded paths: {self.list_paths()}")
-        mode = self.config.paths[target].get("mode", "lora")
-        prefixes = _path_prefixes(target, mode)
-        state = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
-        state.update({k: v for k, v in self.state_dict().items() if k.startswith(f"towers.{target}.") and "lora_" in k})
-        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        prefixes = _path_prefixes(target, self.config.paths[target].get("mode", "lora"))
+        lora_prefix = f"towers.{target}."
+        return {
+            k: v.detach().contiguous().cpu()
+            for k, v in self.state_dict().items()
+            if k.startswith(prefixes) or (k.startswith(lora_prefix) and "lora_" in k)
+        }
 
-    def path_config_dict(self, target: str) -> dict:
+    def path_config_dict(self, target: str, state: dict[str, torch.Tensor] | None = None) -> dict:
+        """The ``path_config.json`` contents of a path (without ``weights_sha256``, known once the file is written)."""
         from . import __version__
 
         target = canonical_modality(target)
-        state = self.path_state_dict(target)
+        state = self.path_state_dict(target) if state is None else state
+        lora = getattr(self, "lora_settings", {}).get(target)
+        if lora is None and any("lora_" in k for k in state):
+            raise ValueError(
+                f"The {target} tower has LoRA weights but no recorded LoRA settings; inject LoRA with codebind_hf.lora.add_lora"
+            )
         return {
-            "format": "codebind-path",
-            "version": 1,
+            "format": PATH_FORMAT,
+            "version": PATH_FORMAT_VERSION,
             "library_version": __version__,
             "modality": target,
             "path": self.config.paths[target],
             "base_model": {
-                "name_or_path": getattr(self.config, "_name_or_path", "") or "",
-                "revision": getattr(self.config, "_commit_hash", None),
+                "name_or_path": str(getattr(self.config, "_name_or_path", "") or ""),
+                "revision": getattr(self, "hub_revision", None),
                 "fingerprint": base_model_fingerprint(self, target),
             },
-            "dims": {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim,
-                     "tower_hidden_size": self.towers[target].hidden_size},
+            "dims": self._path_dims(target),
             "quantizer": self.config.quantizer,
-            "lora": getattr(self, "lora_settings", {}).get(target),
+            "lora": lora,
             "shapes": {k: list(v.shape) for k, v in state.items()},
         }
 
-    def save_path(self, target: str, directory: str | os.PathLike, card: bool = True) -> Path:
-        """Write the path artifact of ``target`` to ``directory`` (atomically: a temp dir, then a rename)."""
+    def _path_dims(self, target: str) -> dict[str, int]:
+        return {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim,
+                "tower_hidden_size": self.towers[target].hidden_size}
+
+    def save_path(
+        self,
+        target: str,
+        save_directory: str | os.PathLike,
+        *,
+        card: bool = True,
+        repo_id: str | None = None,
+        training_data: str | list[str] | None = None,
+        results: dict | str | os.PathLike | None = None,
+        license: str | None = None,
+    ) -> Path:
+        """Write the path artifact of ``target`` to ``save_directory`` (a temporary folder, then a rename).
+
+        Args:
+            target (`str`): the path's target modality.
+            save_directory (`str` or `os.PathLike`): a new folder, or one holding only a previous path artifact.
+            card (`bool`, *optional*, defaults to `True`): also write the generated ``README.md`` card.
+            repo_id, training_data, results, license: card details, see `codebind_hf.model_cards.render_path_card`.
+
+        Returns:
+            `Path`: ``save_directory``.
+        """
         from .model_cards import render_path_card
 
         target = canonical_modality(target)
-        config = self.path_config_dict(target)
         state = self.path_state_dict(target)
+        config = self.path_config_dict(target, state)
 
         def write(staging: Path) -> None:
-            save_file(state, staging / PATH_WEIGHTS, metadata={"format": "pt", "codebind_path": target})
-            (staging / PATH_CONFIG).write_text(json.dumps(config, indent=2))
+            # One metadata key: safetensors writes a multi-key map in random order, and equal artifacts should be
+            # byte-identical (the Hub then skips unchanged files).
+            save_file(state, staging / PATH_WEIGHTS, metadata={"format": "pt"})
+            config["weights_sha256"] = file_sha256(staging / PATH_WEIGHTS)
+            (staging / PATH_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             if card:
-                (staging / "README.md").write_text(render_path_card(config))
+                text = render_path_card(config, repo_id=repo_id, training_data=training_data, results=results, license=license)
+                (staging / PATH_CARD).write_text(text)
 
-        _atomic_dir_write(Path(directory), write)
-        return Path(directory)
+        return write_dir_atomically(save_directory, write, replaceable=ARTIFACT_FILES)
 
-    def push_path_to_hub(self, target: str, repo_id: str, private: bool | None = None,
-                         commit_message: str | None = None, token: str | None = None, revision: str | None = None):
-        """Upload the path artifact of ``target`` as one commit; returns the commit info."""
+    def push_path_to_hub(
+        self,
+        target: str,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        training_data: str | list[str] | None = None,
+        results: dict | str | os.PathLike | None = None,
+        license: str | None = None,
+    ):
+        """Upload the path artifact of ``target`` (with its card) to ``repo_id`` as one commit; create the repo if needed.
+
+        Unchanged files are not re-uploaded and an unchanged artifact makes no commit. Returns the
+        `huggingface_hub.CommitInfo`. Errors never carry the token.
+        """
         from huggingface_hub import HfApi
 
+        target = canonical_modality(target)
         api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_path(target, Path(tmp) / "path")
-            return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision,
-                                     commit_message=commit_message or f"Upload CodeBind {target} path")
+        with token_kept_out_of_errors(token), tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_path(target, Path(tmp) / "path", repo_id=repo_id, training_data=training_data,
+                                    results=results, license=license)
+            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
+                commit_message=commit_message or f"Upload CodeBind {target} path",
+                commit_description=commit_description,
+            )
 
-    def push_to_hub(self, repo_id: str, private: bool | None = None, commit_message: str | None = None,
-                    token: str | None = None, revision: str | None = None, results=None, include_decoder: bool = False, **_):
-        """Upload the full model (``save_pretrained`` output, decoder excluded unless asked) with a generated card,
-        as one commit. ``results``: the benchmark runner's JSON (path or dict) for the card's evaluation section."""
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+        results: dict | str | os.PathLike | None = None,
+        training_data: str | list[str] | None = None,
+        license: str | None = None,
+        include_decoder: bool = False,
+    ):
+        """Upload the full model (``save_pretrained`` output; the training-only decoder only with
+        ``include_decoder``) and a generated ``README.md`` card, as one commit.
+
+        Takes the arguments of `transformers.PreTrainedModel.push_to_hub`, plus card details: ``results`` (the
+        benchmark runner's JSON, a path or dict, shown as a table and as ``model-index``), ``training_data`` (text,
+        or a list of Hub dataset ids) and ``license`` (default CC BY-NC-SA 4.0, for ImageBind-derived weights).
+        Returns the `huggingface_hub.CommitInfo`. Errors never carry the token.
+        """
         from huggingface_hub import HfApi
 
         from .model_cards import render_base_card
 
         api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, include_decoder=include_decoder)
-            (Path(tmp) / "README.md").write_text(render_base_card(self.config, repo_id, results))
-            return api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=revision,
-                                     commit_message=commit_message or "Upload CodeBind model")
+        with token_kept_out_of_errors(token), tempfile.TemporaryDirectory() as tmp:
+            card = render_base_card(self.config, repo_id=repo_id, results=results, training_data=training_data,
+                                    license=license, tags=tags, revision=getattr(self, "hub_revision", None))
+            self.save_pretrained(tmp, include_decoder=include_decoder, max_shard_size=max_shard_size)
+            (Path(tmp) / PATH_CARD).write_text(card)
+            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, revision=revision, create_pr=create_pr,
+                commit_message=commit_message or "Upload CodeBind model", commit_description=commit_description,
+            )
 
-    # ------------------------------------------------------------------ loading
-    def load_path(self, repo_id_or_dir: str | os.PathLike, revision: str | None = None, token: str | None = None) -> str:
-        """Load a path artifact (local folder or Hub repo) into this base model; returns its target modality.
+    # ------------------------------------------------------------------ loading a path
+    def load_path(
+        self,
+        repo_id_or_dir: str | os.PathLike,
+        revision: str | None = None,
+        *,
+        token: str | bool | None = None,
+        replace: bool = False,
+    ) -> str:
+        """Load a path artifact (a local folder or a Hub repo id) into this base model.
 
-        Refuses, naming both sides: a modality without a tower here, a different base model (fingerprint),
-        different dims or quantizer settings, and any missing, extra, mis-shaped or unreadable tensor.
+        Refuses, naming both sides: a modality without a tower here, missing bridges, different dims or quantizer
+        settings, a different base model (fingerprint of the frozen weights the path depends on), a corrupted or
+        truncated ``path.safetensors`` (checksum), and any missing, extra or mis-shaped tensor. A refused load
+        leaves the model as it was.
+
+        Args:
+            repo_id_or_dir (`str` or `os.PathLike`): a folder written by `save_path`, or a Hub repo id.
+            revision (`str`, *optional*): branch, tag or commit of the Hub repo.
+            token (`str` or `bool`, *optional*): Hub token, for private repos.
+            replace (`bool`, *optional*, defaults to `False`): replace a path already loaded for the same target.
+
+        Returns:
+            `str`: the path's target modality.
         """
         directory = Path(repo_id_or_dir)
         if not directory.is_dir():
-            from huggingface_hub import snapshot_download
-
-            directory = Path(snapshot_download(str(repo_id_or_dir), revision=revision, token=token))
-        config_file = directory / PATH_CONFIG
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file} not found: {repo_id_or_dir} is not a CodeBind path artifact")
-        config = json.loads(config_file.read_text())
-        if config.get("format") != "codebind-path":
-            raise ValueError(f"{config_file} is not a CodeBind path config (format {config.get('format')!r})")
+            if directory.exists():
+                raise NotADirectoryError(f"{directory} is a file; pass the folder holding {PATH_CONFIG}")
+            directory = download_snapshot(str(repo_id_or_dir), list(ARTIFACT_FILES), revision=revision, token=token)
+        config, state = read_path_artifact(directory)
         target = canonical_modality(config["modality"])
-        if target not in self.towers:
-            raise ValueError(f"The path is for modality {target!r}, but this base model has no {target} tower (it has {sorted(self.towers)})")
-        ours = {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim, "tower_hidden_size": self.towers[target].hidden_size}
-        if config["dims"] != ours:
-            raise ValueError(f"Dimension mismatch: the path has {config['dims']}, this base model has {ours}")
-        if config["quantizer"] != self.config.quantizer:
-            raise ValueError(f"Quantizer settings differ: the path has {config['quantizer']}, this base model has {self.config.quantizer}")
+        if target in self.quantizers and not replace:
+            raise ValueError(f"A path for {target!r} is already loaded; remove_path({target!r}) first or pass replace=True")
+        snapshot = self._snapshot_path(target) if target in self.quantizers else None
+        if snapshot is not None:
+            self.remove_path(target)  # checks below then see the bare base model
         try:
-            state = load_file(directory / PATH_WEIGHTS)
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{directory / PATH_WEIGHTS} is corrupted or truncated: {err}") from err
-        previous = self.config.paths.get(target)
-        if target in self.quantizers:
-            self.remove_path(target)
-        self.add_path(target, config["path"])
-        try:
-            fingerprint = base_model_fingerprint(self, target)
-            expected = config["base_model"]["fingerprint"]
-            if fingerprint != expected:
-                raise ValueError(
-                    f"Base model mismatch: the path was trained on {config['base_model']['name_or_path']!r} "
-                    f"(fingerprint {expected[:12]}…), this model is {getattr(self.config, '_name_or_path', '')!r} "
-                    f"(fingerprint {fingerprint[:12]}…)"
-                )
-            if config.get("lora"):
-                from .lora import add_lora
-
-                lora = config["lora"]
-                add_lora(self, target, r=lora["r"], lora_alpha=lora["lora_alpha"], last_n_blocks=lora["last_n_blocks"], dropout=lora["dropout"])
-            self._load_path_tensors(target, state, config["shapes"])
+            self._check_path_fits(config, target)
+            self._install_path(target, config["path"], config.get("lora"), state)
         except Exception:
-            self.remove_path(target)
-            if previous is not None:
-                self.add_path(target, previous)
+            if target in self.quantizers:
+                self.remove_path(target)
+            if snapshot is not None:
+                self._install_path(target, *snapshot)
             raise
+        logger.info("Loaded the %s path from %s", target, repo_id_or_dir)
         return target
 
-    def _load_path_tensors(self, target: str, state: dict[str, torch.Tensor], shapes: dict[str, list[int]]) -> None:
-        own = self.state_dict()
-        expected = set(self.path_state_dict(target))
-        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+    def _check_path_fits(self, config: dict, target: str) -> None:
+        """Everything that can be checked without touching the model."""
+        if target not in self.towers:
+            raise ValueError(
+                f"The path is for modality {target!r}, but this base model has no {target} tower (it has {sorted(self.towers)})"
+            )
+        missing = [b for b in config["path"].get("bridges", []) if b not in self.towers]
+        if missing:
+            raise ValueError(
+                f"The path's bridges {config['path']['bridges']} need towers {missing} that this base model lacks "
+                f"(it has {sorted(self.towers)})"
+            )
+        ours = self._path_dims(target)
+        if config["dims"] != ours:
+            raise ValueError(f"Dimension mismatch: {_differences(config['dims'], ours)}")
+        if config["quantizer"] != self.config.quantizer:
+            raise ValueError(f"Quantizer settings differ: {_differences(config['quantizer'], self.config.quantizer)}")
+        expected = config["base_model"]["fingerprint"]
+        fingerprint = base_model_fingerprint(self, target, config["path"])
+        if fingerprint != expected:
+            theirs = config["base_model"]
+            raise ValueError(
+                f"Base model mismatch: the path was trained on {theirs.get('name_or_path')!r}"
+                f"{' @ ' + theirs['revision'] if theirs.get('revision') else ''} (fingerprint {expected[:12]}…), "
+                f"this model is {getattr(self.config, '_name_or_path', '')!r} (fingerprint {fingerprint[:12]}…); "
+                "its frozen towers/heads differ, so the path's codebooks and heads would not fit"
+            )
+        if any("lora_" in k for k in config["shapes"]) and not config.get("lora"):
+            raise ValueError(f"{PATH_CONFIG} has LoRA tensors but no 'lora' settings (rank, alpha, blocks)")
+
+    def _snapshot_path(self, target: str) -> tuple[dict, dict | None, dict[str, torch.Tensor]]:
+        """What `_install_path` needs to put a loaded path back after a failed replacement."""
+        lora = getattr(self, "lora_settings", {}).get(target)
+        state = {k: v.clone() for k, v in self.path_state_dict(target).items()}
+        return dict(self.config.paths[target]), (dict(lora) if lora else None), state
+
+    def _install_path(self, target: str, settings: dict, lora: dict | None, state: dict[str, torch.Tensor]) -> None:
+        self.add_path(target, settings)
+        if lora:
+            from .lora import add_lora
+
+            add_lora(self, target, r=lora["r"], lora_alpha=lora["lora_alpha"], last_n_blocks=lora["last_n_blocks"],
+                     dropout=lora.get("dropout", 0.0))
+        expected = self.path_state_dict(target)
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or extra:
-            raise ValueError(f"path.safetensors does not match the path's modules: missing {missing[:10]}, unexpected {extra[:10]}")
-        wrong = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
-        wrong += [f"{k}: config {shapes.get(k)} vs file {list(v.shape)}" for k, v in state.items() if shapes.get(k) != list(v.shape)]
+            raise ValueError(
+                f"{PATH_WEIGHTS} does not match the path's modules here: missing {missing[:10]}, unexpected {extra[:10]}"
+            )
+        wrong = [f"{k}: path {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
+                 if tuple(v.shape) != tuple(expected[k].shape)]
         if wrong:
-            raise ValueError(f"Shape mismatches: {wrong[:10]}")
+            raise ValueError(f"Shape mismatches between the path and this base model: {wrong[:10]}")
+        # The path overwrites base weights (the target's shared head and logit scale, the tower for fulltune):
+        # keep them so that remove_path gives the base model back.
+        own = (f"quantizers.{target}.", f"specific_heads.{target}.")
+        if not hasattr(self, "_path_backups"):
+            self._path_backups = {}
+        self._path_backups[target] = {
+            k: v.detach().clone() for k, v in expected.items() if not k.startswith(own) and "lora_" not in k
+        }
         self.load_state_dict(state, strict=False)
 
 
-__all__ = ["ModalityPathMixin", "base_model_fingerprint", "PATH_CONFIG", "PATH_WEIGHTS"]
+__all__ = [
+    "ModalityPathMixin",
+    "base_model_fingerprint",
+    "read_path_artifact",
+    "PATH_CONFIG",
+    "PATH_WEIGHTS",
+    "PATH_CARD",
+    "PATH_FORMAT_VERSION",
+]

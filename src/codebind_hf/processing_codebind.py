@@ -1,32 +1,51 @@
-"""`CodeBindProcessor`: one call for any subset of modalities, returning the model's input keys.
+"""`CodeBindProcessor`: one call for any subset of the nine modalities, returning the model's input keys.
 
-It composes the text tokenizer, the image processor (images, videos, depth, thermal, tactile), the audio
-feature extractor and the sensor processor (IMU, EEG, point clouds). It is a plain class rather than a
-transformers ``ProcessorMixin``: the mixin expects tokenizer / image-processor / feature-extractor classes
-registered with transformers, and our components (an offline CLIP BPE, a torch Kaldi fbank) are not;
-saving writes ``processor_config.json`` plus the tokenizer's files, and nothing is pickled.
+Design: transformers' ``ProcessorMixin`` (v5) finds its components from the ``__init__`` parameters whose names
+contain ``tokenizer``, ``image_processor``, ``feature_extractor`` ..., checks each against its base class and
+saves / loads each through the matching Auto class. Nine modality components do not fit those slots cleanly, so the
+processor holds the three standard ones, each covering a family of inputs:
+
+- ``tokenizer`` ([`CodeBindTokenizer`], a ``PreTrainedTokenizer``): text;
+- ``image_processor`` ([`CodeBindImageProcessor`], an ``ImageProcessingMixin``): images, videos, depth, thermal and
+  tactile images;
+- ``feature_extractor`` ([`CodeBindFeatureExtractor`], a ``FeatureExtractionMixin``): audio;
+
+plus one plain keyword component, ``sensor_processor`` ([`CodeBindSensorFeatureExtractor`]): IMU, EEG and point
+clouds. It is saved as a nested JSON dict in ``processor_config.json`` next to the two standard ones, and the
+tokenizer writes ``vocab.json`` / ``merges.txt`` / ``tokenizer_config.json``: no pickle anywhere.
+
+``from_pretrained`` is overridden to build the components from this package's classes, so loading works offline
+without registering them with the Auto classes (which ``codebind_hf/__init__.py`` may still do for ``AutoProcessor``).
+``save_pretrained`` writes into a temporary folder first and moves the files in, so a crash never leaves a half
+written processor.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
 
-from .feature_extraction_codebind import CodeBindAudioFeatureExtractor
-from .feature_extraction_sensors import CodeBindSensorProcessor
+from .feature_extraction_codebind import CodeBindFeatureExtractor
+from .feature_extraction_sensors import CodeBindSensorFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor
 from .tokenization_codebind import CodeBindTokenizer
 
-PROCESSOR_CONFIG = "processor_config.json"
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
-class CodeBindProcessor:
-    """Preprocess any subset of modalities into a `BatchFeature` for [`CodeBindModel`].
+class CodeBindProcessor(ProcessorMixin):
+    """Preprocess any subset of modalities into a [`BatchFeature`] for [`CodeBindModel`].
+
+    Args:
+        tokenizer ([`CodeBindTokenizer`], *optional*): text; defaults to the packaged CLIP BPE.
+        image_processor ([`CodeBindImageProcessor`], *optional*): images, videos, depth, thermal, tactile.
+        feature_extractor ([`CodeBindFeatureExtractor`], *optional*): audio.
+        sensor_processor ([`CodeBindSensorFeatureExtractor`] or `dict`, *optional*): IMU, EEG, point clouds.
 
     Example:
 
@@ -34,110 +53,170 @@ class CodeBindProcessor:
     >>> import numpy as np
     >>> from codebind_hf.processing_codebind import CodeBindProcessor
     >>> processor = CodeBindProcessor.imagebind()
-    >>> batch = processor(text=["a dog barking"], audio=[np.zeros(32000)], sampling_rate=16000, imu=[np.zeros((6, 500))])
+    >>> batch = processor(
+    ...     text=["a dog barking"], audio=[np.zeros(32000)], sampling_rate=16000, imu=[np.zeros((6, 500))]
+    ... )
     >>> {k: tuple(v.shape) for k, v in batch.items()}
-    {'input_ids': (1, 77), 'audio_values': (1, 3, 1, 128, 204), 'imu_values': (1, 6, 2000)}
+    {'input_ids': (1, 77), 'attention_mask': (1, 77), 'audio_values': (1, 3, 1, 128, 204), 'imu_values': (1, 6, 2000)}
 
     ```
     """
 
-    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None):
-        self.tokenizer = tokenizer or CodeBindTokenizer()
-        self.image_processor = image_processor or CodeBindImageProcessor()
-        self.feature_extractor = feature_extractor or CodeBindAudioFeatureExtractor()
-        self.sensor_processor = sensor_processor or CodeBindSensorProcessor()
+    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None, **kwargs):
+        if isinstance(sensor_processor, dict):
+            sensor_processor = CodeBindSensorFeatureExtractor(**sensor_processor)
+        sensor_processor = sensor_processor if sensor_processor is not None else CodeBindSensorFeatureExtractor()
+        if not isinstance(sensor_processor, CodeBindSensorFeatureExtractor):
+            raise TypeError(
+                f"sensor_processor must be a CodeBindSensorFeatureExtractor, got {type(sensor_processor).__name__}"
+            )
+        self.sensor_processor = sensor_processor
+        super().__init__(
+            tokenizer if tokenizer is not None else CodeBindTokenizer(),
+            image_processor if image_processor is not None else CodeBindImageProcessor(),
+            feature_extractor if feature_extractor is not None else CodeBindFeatureExtractor(),
+            **kwargs,
+        )
 
     @classmethod
     def imagebind(cls) -> CodeBindProcessor:
         """The ImageBind-exact processor, built offline from the files shipped in the package."""
         return cls()
 
+    @property
+    def model_input_names(self) -> list[str]:
+        names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names]
+        return names + [*self.feature_extractor.model_input_names, *self.sensor_processor.model_input_names]
+
     def __call__(
         self,
-        text=None,
+        text: str | list[str] | None = None,
         images=None,
         videos=None,
         audio=None,
-        sampling_rate=None,
+        sampling_rate: int | list[int] | None = None,
         depth=None,
         thermal=None,
         imu=None,
         tactile=None,
         eeg=None,
         point_clouds=None,
-        return_tensors: str = "pt",
+        return_tensors: str | None = "pt",
+        video_fps: float | list[float] | None = None,
+        depth_input_type: str = "depth",
+        return_attention_mask: bool = True,
     ) -> BatchFeature:
-        if return_tensors != "pt":
-            raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
+        """Preprocess the given inputs; every argument takes one item or a list (a batch).
+
+        Args:
+            text (`str` or `list[str]`): -> ``input_ids`` `(batch, 77)` (+ ``attention_mask``).
+            images: paths, PIL images or arrays -> ``pixel_values`` `(batch, 3, 224, 224)`.
+            videos: paths or uint8 frame arrays `(T, H, W, 3)` (with ``video_fps``) ->
+                ``pixel_values_videos`` `(batch, 15, 3, 2, 224, 224)` (5 clips x 3 spatial crops).
+            audio: paths or waveforms `(samples,)` / `(channels, samples)` (with ``sampling_rate``) ->
+                ``audio_values`` `(batch, 3, 1, 128, 204)`.
+            depth: depth maps in metres `(H, W)` or 16-bit depth PNG paths -> ``depth_values`` `(batch, 1, 224, 224)`.
+            thermal: thermal images -> ``thermal_values`` `(batch, 1, 224, 224)`.
+            imu: `(6, T)` arrays -> ``imu_values`` `(batch, 6, 2000)`.
+            tactile: tactile images -> ``tactile_values`` `(batch, 3, 224, 224)`.
+            eeg: `(128, T)` arrays -> ``eeg_values`` `(batch, 128, 512)`.
+            point_clouds: `(N, 3)` / `(N, 6)` arrays -> ``point_values`` `(batch, 8192, 3 or 6)`.
+            sampling_rate (`int` or `list[int]`): rate of the audio arrays (required for arrays; files carry theirs).
+            video_fps (`float` or `list[float]`): frame rate of the video frame arrays (required for arrays).
+            depth_input_type (`str`, *optional*, defaults to `"depth"`): `"depth"` (metres) or `"disparity"`.
+            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` or `"np"`.
+            return_attention_mask (`bool`, *optional*, defaults to `True`): add the text ``attention_mask``.
+        """
+        if return_tensors not in ("pt", "np"):
+            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        if sampling_rate is not None and audio is None:
+            raise ValueError("sampling_rate was given without audio")
         data = {}
         if text is not None:
-            data["input_ids"] = self.tokenizer(text)
-        if images is not None:
-            data["pixel_values"] = self.image_processor.images(images)
-        if videos is not None:
-            data["pixel_values_videos"] = self.image_processor.videos(videos)
+            texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
+            if not texts or not all(isinstance(t, str) for t in texts):
+                raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r:.80}")
+            encoded = self.tokenizer(
+                texts,
+                padding="max_length",
+                truncation=True,
+                max_length=self.tokenizer.model_max_length,
+                return_attention_mask=return_attention_mask,
+                return_tensors="pt",
+            )
+            data.update(encoded)
+        vision = self.image_processor(
+            images=images,
+            videos=videos,
+            depth=depth,
+            thermal=thermal,
+            tactile=tactile,
+            video_fps=video_fps,
+            depth_input_type=depth_input_type,
+            return_tensors="pt",
+        )
+        data.update(vision)
         if audio is not None:
-            data["audio_values"] = self.feature_extractor(audio, sampling_rate)
-        elif sampling_rate is not None:
-            raise ValueError("sampling_rate was given without audio")
-        if depth is not None:
-            data["depth_values"] = self.image_processor.depth(depth)
-        if thermal is not None:
-            data["thermal_values"] = self.image_processor.thermal(thermal)
-        if tactile is not None:
-            data["tactile_values"] = self.image_processor.tactile(tactile)
-        if imu is not None:
-            data["imu_values"] = self.sensor_processor.imu(imu)
-        if eeg is not None:
-            data["eeg_values"] = self.sensor_processor.eeg(eeg)
-        if point_clouds is not None:
-            data["point_values"] = self.sensor_processor.point_clouds(point_clouds)
+            data.update(self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt"))
+        data.update(self.sensor_processor(imu=imu, eeg=eeg, point_clouds=point_clouds, return_tensors="pt"))
         if not data:
             raise ValueError(
-                "no inputs given; pass some of text=, images=, videos=, audio=, depth=, thermal=, imu=, tactile=, eeg=, point_clouds="
+                "no inputs given; pass some of text=, images=, videos=, audio=, depth=, thermal=, imu=, tactile=, "
+                "eeg=, point_clouds="
             )
-        return BatchFeature(data=data, tensor_type="pt")
+        return BatchFeature(data=data, tensor_type=return_tensors)
 
-    # ------------------------------------------------------------------ save / load
-    def to_dict(self) -> dict:
-        return {
-            "processor_class": type(self).__name__,
-            "image_processor": self.image_processor.to_dict(),
-            "feature_extractor": self.feature_extractor.to_dict(),
-            "sensor_processor": self.sensor_processor.to_dict(),
-        }
+    # ------------------------------------------------------------------------------------------------ save / load
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
+        """Write ``processor_config.json`` and the tokenizer files into ``save_directory``.
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
-        """Write ``processor_config.json`` and the tokenizer files; atomically (temp dir, then rename)."""
+        Files are first written to a temporary folder beside it, then moved in one by one (``os.replace``).
+        With ``push_to_hub=True`` the folder is then uploaded with [`~PushToHubMixin.push_to_hub`] (``repo_id`` and
+        the other keyword arguments are passed on).
+        """
         target = Path(save_directory)
+        if target.is_file():
+            raise NotADirectoryError(f"save_directory must be a directory, got the file {target}")
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".processor-", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            (staging / PROCESSOR_CONFIG).write_text(json.dumps(self.to_dict(), indent=2))
-            self.tokenizer.save_pretrained(staging)
-            if target.exists():
-                for item in staging.iterdir():
-                    os.replace(item, target / item.name)
-                staging.rmdir()
-            else:
-                os.replace(staging, target)
+            super().save_pretrained(str(staging))
+            target.mkdir(exist_ok=True)
+            written = []
+            for item in sorted(staging.iterdir()):
+                if item.is_dir():
+                    shutil.rmtree(target / item.name, ignore_errors=True)
+                os.replace(item, target / item.name)
+                written.append(str(target / item.name))
         finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", target.name)
+            self.push_to_hub(repo_id, **kwargs)
+        return written
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> CodeBindProcessor:
-        directory = Path(directory)
-        path = directory / PROCESSOR_CONFIG
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; expected a folder written by CodeBindProcessor.save_pretrained")
-        config = json.loads(path.read_text())
-        return cls(
-            tokenizer=CodeBindTokenizer.from_pretrained(directory),
-            image_processor=CodeBindImageProcessor(**config["image_processor"]),
-            feature_extractor=CodeBindAudioFeatureExtractor(**config["feature_extractor"]),
-            sensor_processor=CodeBindSensorProcessor(**config["sensor_processor"]),
-        )
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> CodeBindProcessor:
+        """Load a processor written by [`save_pretrained`] from a folder or a Hub repository id.
+
+        Hub keyword arguments (``cache_dir``, ``revision``, ``token``, ``local_files_only`` ...) are honoured; any
+        other keyword overrides a ``processor_config.json`` entry of the same name.
+        """
+        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        path = str(pretrained_model_name_or_path)
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "processor_config.json")):
+            raise FileNotFoundError(
+                f"{path}/processor_config.json not found; "
+                "expected a folder written by CodeBindProcessor.save_pretrained"
+            )
+        processor_dict, _ = cls.get_processor_dict(path, **hub)
+        missing = [k for k in ("image_processor", "feature_extractor") if not isinstance(processor_dict.get(k), dict)]
+        if missing:
+            raise ValueError(f"{path}: processor_config.json lacks the {missing} sections of a CodeBindProcessor")
+        tokenizer = CodeBindTokenizer.from_pretrained(path, **hub)
+        image_processor = CodeBindImageProcessor(**processor_dict["image_processor"])
+        feature_extractor = CodeBindFeatureExtractor(**processor_dict["feature_extractor"])
+        return cls.from_args_and_dict([tokenizer, image_processor, feature_extractor], processor_dict, **kwargs)
 
 
 __all__ = ["CodeBindProcessor"]

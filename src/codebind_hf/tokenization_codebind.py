@@ -1,8 +1,21 @@
-"""CLIP byte-level BPE tokenizer (ImageBind's text front end), built offline from the shipped merges file.
+"""CLIP byte-level BPE tokenizer with ImageBind's text conventions, built offline from files shipped in the package.
 
-Lower-cased, HTML-unescaped (and ``ftfy``-fixed when ftfy is installed), whitespace-normalised text is split
-with CLIP's pattern, byte-encoded, BPE-merged, wrapped in ``<|startoftext|>`` / ``<|endoftext|>`` and
-zero-padded to the context length (77). Over-long texts are cut so that the end token stays last.
+The vocabulary (`vocab.json`, 49,408 entries) and merges (`merges.txt`, 48,894 merges) in `data/clip_bpe/` are derived
+from OpenAI's `bpe_simple_vocab_16e6.txt.gz` by [`convert_clip_bpe_merges`] exactly as ImageBind's ``SimpleTokenizer``
+builds them at load time: the 256 byte characters, the same with the end-of-word mark ``</w>``, one entry per merge,
+then ``<|startoftext|>`` (49406) and ``<|endoftext|>`` (49407).
+
+Text is cleaned as ImageBind does: ``ftfy.fix_text`` when `ftfy` is installed (otherwise only Unicode NFC
+normalisation, which is what ftfy's default fix amounts to on text that is not mojibake), HTML entities unescaped twice,
+whitespace runs collapsed to one space, stripped and lower-cased. It is split with CLIP's pattern, byte-encoded and
+BPE-merged. Batches come out as ImageBind's: ``<|startoftext|>``, the BPE ids, ``<|endoftext|>``, zero-padded to the
+context length (77); a text that does not fit keeps its first 75 ids and the end token stays last.
+
+Padding with zeros makes id 0 (the token ``"!"``) the pad token, as in open_clip's Hub tokenizers; so that a real
+``"!"`` in the text is not mistaken for it, special tokens are never split out of the raw text
+(``split_special_tokens=True``): only CLIP's own pattern recognises ``<|startoftext|>`` / ``<|endoftext|>`` written
+in the text, as the reference does.
+One consequence: ``decode(..., skip_special_tokens=True)`` also drops a bare ``"!"`` piece (id 0).
 """
 
 from __future__ import annotations
@@ -11,90 +24,190 @@ import gzip
 import html
 import json
 import os
-import shutil
+import re
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
 import regex
-import torch
+from transformers.tokenization_python import PreTrainedTokenizer
 
-MERGES_FILE = "bpe_simple_vocab_16e6.txt.gz"
-_PACKAGED_MERGES = Path(__file__).parent / "data" / "clip_bpe" / MERGES_FILE
+VOCAB_FILES_NAMES = {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
+PACKAGED_BPE_DIR = Path(__file__).parent / "data" / "clip_bpe"
+START_TOKEN, END_TOKEN = "<|startoftext|>", "<|endoftext|>"
+# CLIP keeps the first 49152 - 256 - 2 merges of the 16e6 file (its first line is a version header).
+NUM_CLIP_MERGES = 49152 - 256 - 2
+# ImageBind / CLIP split pattern; `regex` for the Unicode classes.
 _PATTERN = regex.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", regex.IGNORECASE
 )
 
 
 @lru_cache
-def _byte_to_unicode() -> dict[int, str]:
-    """CLIP's reversible map from bytes to printable unicode characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
+def bytes_to_unicode() -> dict[int, str]:
+    """CLIP's reversible map from the 256 byte values to printable unicode characters."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes, extra = list(printable), 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
             extra += 1
-    return dict(zip(printable, map(chr, chars)))
+    return dict(zip(printable, map(chr, codes), strict=True))
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
+    """ImageBind's ``basic_clean`` + ``whitespace_clean`` + lower-casing (ftfy used when installed)."""
     try:
         import ftfy
 
         text = ftfy.fix_text(text)
     except ImportError:
-        pass
+        text = unicodedata.normalize("NFC", text)
     text = html.unescape(html.unescape(text)).strip()
-    return " ".join(text.split()).lower()
+    return re.sub(r"\s+", " ", text).strip().lower()
 
 
-class CodeBindTokenizer:
-    """CLIP BPE tokenizer with ImageBind's output convention.
+def clip_vocabulary(merges: list[tuple[str, str]]) -> list[str]:
+    """The CLIP vocabulary (in id order) that ``merges`` define."""
+    byte_chars = list(bytes_to_unicode().values())
+    return [*byte_chars, *(c + "</w>" for c in byte_chars), *("".join(m) for m in merges), START_TOKEN, END_TOKEN]
+
+
+def convert_clip_bpe_merges(gz_path: str | os.PathLike, save_directory: str | os.PathLike) -> tuple[Path, Path]:
+    """Derive ``vocab.json`` and ``merges.txt`` from CLIP's ``bpe_simple_vocab_16e6.txt.gz``.
+
+    Args:
+        gz_path (`str` or `os.PathLike`): the gzipped merges file that CLIP, open_clip and ImageBind ship.
+        save_directory (`str` or `os.PathLike`): where to write the two files (created if missing).
+
+    Returns:
+        `tuple[Path, Path]`: the paths of ``vocab.json`` and ``merges.txt``.
+    """
+    with gzip.open(gz_path, "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : NUM_CLIP_MERGES + 1]]
+    if len(merges) != NUM_CLIP_MERGES or any(len(m) != 2 for m in merges):
+        raise ValueError(f"{gz_path}: expected {NUM_CLIP_MERGES} merges of two symbols after the header line")
+    vocab = {token: index for index, token in enumerate(clip_vocabulary(merges))}
+    directory = Path(save_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_path, merges_path = directory / VOCAB_FILES_NAMES["vocab_file"], directory / VOCAB_FILES_NAMES["merges_file"]
+    _write_atomic(vocab_path, json.dumps(vocab, ensure_ascii=False) + "\n")
+    _write_atomic(merges_path, "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return vocab_path, merges_path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
+    with open(path, encoding="utf-8") as handle:
+        lines = [line for line in handle.read().split("\n") if line]
+    if lines and lines[0].startswith("#version"):
+        lines = lines[1:]
+    merges = [tuple(line.split()) for line in lines]
+    bad = next((i for i, m in enumerate(merges) if len(m) != 2), None)
+    if bad is not None:
+        raise ValueError(f"{path}: line {bad + 1} is not a merge of two symbols: {lines[bad]!r}")
+    return merges
+
+
+class CodeBindTokenizer(PreTrainedTokenizer):
+    """CLIP BPE tokenizer producing ImageBind's text inputs (see the module docstring for the exact conventions).
+
+    Args:
+        vocab_file (`str`, *optional*): ``vocab.json``; defaults to the file shipped in the package.
+        merges_file (`str`, *optional*): ``merges.txt``; defaults to the file shipped in the package.
+        errors (`str`, *optional*, defaults to `"replace"`): how `decode` treats invalid UTF-8.
+        model_max_length (`int`, *optional*, defaults to 77): the context length.
 
     Example:
 
     ```python
     >>> from codebind_hf.tokenization_codebind import CodeBindTokenizer
     >>> tokenizer = CodeBindTokenizer()
-    >>> ids = tokenizer(["A dog"])
-    >>> ids.shape, ids[0, :4].tolist()
+    >>> batch = tokenizer(["A dog"], padding="max_length", truncation=True, return_tensors="pt")
+    >>> batch["input_ids"].shape, batch["input_ids"][0, :4].tolist()
     (torch.Size([1, 77]), [49406, 320, 1929, 49407])
+    >>> tokenizer.decode(batch["input_ids"][0, 1:3])
+    'a dog'
 
     ```
     """
 
-    def __init__(self, merges_file: str | os.PathLike | None = None, context_length: int = 77):
-        self.merges_file = Path(merges_file) if merges_file is not None else _PACKAGED_MERGES
-        if not self.merges_file.is_file():
-            raise FileNotFoundError(f"BPE merges file not found: {self.merges_file}")
-        if context_length < 2:
-            raise ValueError(f"context_length must be at least 2 (start and end tokens), got {context_length}")
-        self.context_length = context_length
-        with gzip.open(self.merges_file, "rt", encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
-        # The file's first line is a header; CLIP uses the next 49152 - 256 - 2 merges.
-        merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
-        byte_chars = list(_byte_to_unicode().values())
-        vocab = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
-        vocab += ["<|startoftext|>", "<|endoftext|>"]
-        self.encoder = {token: i for i, token in enumerate(vocab)}
-        self.bpe_ranks = {merge: i for i, merge in enumerate(merges)}
-        self.sot_token_id = self.encoder["<|startoftext|>"]
-        self.eot_token_id = self.encoder["<|endoftext|>"]
-        self._cache: dict[str, str] = {"<|startoftext|>": "<|startoftext|>", "<|endoftext|>": "<|endoftext|>"}
+    vocab_files_names = VOCAB_FILES_NAMES
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(
+        self,
+        vocab_file: str | os.PathLike | None = None,
+        merges_file: str | os.PathLike | None = None,
+        errors: str = "replace",
+        bos_token: str = START_TOKEN,
+        eos_token: str = END_TOKEN,
+        unk_token: str = END_TOKEN,
+        pad_token: str = "!",
+        model_max_length: int = 77,
+        **kwargs,
+    ):
+        vocab_file = Path(vocab_file) if vocab_file is not None else PACKAGED_BPE_DIR / VOCAB_FILES_NAMES["vocab_file"]
+        merges_file = (
+            Path(merges_file) if merges_file is not None else PACKAGED_BPE_DIR / VOCAB_FILES_NAMES["merges_file"]
+        )
+        for path in (vocab_file, merges_file):
+            if not path.is_file():
+                raise FileNotFoundError(f"CLIP BPE file not found: {path}")
+        if not isinstance(model_max_length, int) or model_max_length < 2:
+            raise ValueError(f"model_max_length must be an int >= 2 (start and end tokens), got {model_max_length!r}")
+        if kwargs.get("split_special_tokens", True) is not True:
+            raise ValueError(
+                "CodeBindTokenizer needs split_special_tokens=True: its pad token '!' is also ordinary text"
+            )
+        kwargs["split_special_tokens"] = True
+        with open(vocab_file, encoding="utf-8") as handle:
+            self.encoder: dict[str, int] = json.load(handle)
+        merges = _read_merges(merges_file)
+        expected = clip_vocabulary(merges)
+        if len(self.encoder) != len(expected) or any(self.encoder.get(t) != i for i, t in enumerate(expected)):
+            raise ValueError(
+                f"{vocab_file} does not match {merges_file}: the vocabulary must be the CLIP layout of the merges"
+            )
+        self.decoder = {index: token for token, index in self.encoder.items()}
+        self.bpe_ranks = {merge: rank for rank, merge in enumerate(merges)}
+        self.byte_encoder = bytes_to_unicode()
+        self.byte_decoder = {char: byte for byte, char in self.byte_encoder.items()}
+        self.errors = errors
+        self._bpe_cache: dict[str, list[str]] = {START_TOKEN: [START_TOKEN], END_TOKEN: [END_TOKEN]}
+        super().__init__(
+            errors=errors,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            unk_token=unk_token,
+            pad_token=pad_token,
+            model_max_length=model_max_length,
+            special_tokens_pattern="bos_eos",
+            **kwargs,
+        )
 
     @property
     def vocab_size(self) -> int:
         return len(self.encoder)
 
-    def _bpe(self, token: str) -> list[str]:
-        if token in self._cache:
-            return self._cache[token].split(" ")
-        word = list(token[:-1]) + [token[-1] + "</w>"]
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.encoder)
+
+    def bpe(self, token: str) -> list[str]:
+        """BPE pieces of one byte-encoded pre-token (the last symbol carries ``</w>``)."""
+        if token in self._bpe_cache:
+            return self._bpe_cache[token]
+        word = [*token[:-1], token[-1] + "</w>"]
         while len(word) > 1:
             pairs = {(word[i], word[i + 1]) for i in range(len(word) - 1)}
-            best = min(pairs, key=lambda p: self.bpe_ranks.get(p, float("inf")))
+            best = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
             if best not in self.bpe_ranks:
                 break
             merged, i = [], 0
@@ -106,43 +219,39 @@ class CodeBindTokenizer:
                     merged.append(word[i])
                     i += 1
             word = merged
-        self._cache[token] = " ".join(word)
+        self._bpe_cache[token] = word
         return word
 
-    def encode(self, text: str) -> list[int]:
-        """BPE ids of ``text`` without start/end tokens."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a string, got {type(text).__name__}")
-        byte_map = _byte_to_unicode()
-        ids = []
-        for piece in _PATTERN.findall(_clean(text)):
-            encoded = "".join(byte_map[b] for b in piece.encode("utf-8"))
-            ids.extend(self.encoder[t] for t in self._bpe(encoded))
-        return ids
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        pieces = []
+        for pre_token in _PATTERN.findall(clean_text(text)):
+            encoded = "".join(self.byte_encoder[b] for b in pre_token.encode("utf-8"))
+            pieces.extend(self.bpe(encoded))
+        return pieces
 
-    def __call__(self, texts: str | list[str]) -> torch.LongTensor:
-        """Token ids `(batch, context_length)`: start, BPE ids, end, zero padding; end token kept when cut."""
-        if isinstance(texts, str):
-            texts = [texts]
-        if not texts:
-            raise ValueError("texts is empty; expected at least one string")
-        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
-        for row, text in enumerate(texts):
-            ids = [self.sot_token_id] + self.encode(text)[: self.context_length - 2] + [self.eot_token_id]
-            out[row, : len(ids)] = torch.tensor(ids)
-        return out
+    def _convert_token_to_id(self, token: str) -> int:
+        return self.encoder.get(token, self.encoder[END_TOKEN])
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.merges_file, directory / MERGES_FILE)
-        (directory / "tokenizer_config.json").write_text(json.dumps({"context_length": self.context_length}, indent=2))
+    def _convert_id_to_token(self, index: int) -> str:
+        if index not in self.decoder:
+            raise ValueError(f"token id {index} is outside the vocabulary (0..{len(self.decoder) - 1})")
+        return self.decoder[index]
 
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> CodeBindTokenizer:
-        directory = Path(directory)
-        settings = json.loads((directory / "tokenizer_config.json").read_text())
-        return cls(directory / MERGES_FILE, **settings)
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        data = bytearray(self.byte_decoder[c] for c in "".join(tokens))
+        return data.decode("utf-8", errors=self.errors).replace("</w>", " ").strip()
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, str]:
+        """Write ``vocab.json`` and ``merges.txt`` (each atomically) into ``save_directory``."""
+        if not os.path.isdir(save_directory):
+            raise NotADirectoryError(f"save_vocabulary expects an existing directory, got {save_directory}")
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        vocab_path = Path(save_directory) / (prefix + VOCAB_FILES_NAMES["vocab_file"])
+        merges_path = Path(save_directory) / (prefix + VOCAB_FILES_NAMES["merges_file"])
+        _write_atomic(vocab_path, json.dumps(self.encoder, ensure_ascii=False) + "\n")
+        merges = sorted(self.bpe_ranks, key=self.bpe_ranks.get)
+        _write_atomic(merges_path, "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+        return str(vocab_path), str(merges_path)
 
 
-__all__ = ["CodeBindTokenizer"]
+__all__ = ["CodeBindTokenizer", "convert_clip_bpe_merges", "clean_text", "bytes_to_unicode", "clip_vocabulary"]
