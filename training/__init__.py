@@ -1,0 +1,1 @@
+"""Accelerate scripts that train CodeBind paths (``codebind-train``); see docs/training.md."""
