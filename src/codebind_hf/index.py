@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .artifact_io import write_dir_atomically
 from .index_backends import (
     FaissPQBackend,
     bits_per_code,
@@ -54,25 +54,6 @@ CODEBOOK_FILE = "codebook.safetensors"
 INDEX_FORMAT = "codebind-index"
 INDEX_VERSION = 2
 BACKENDS = ("auto", "torch", "faiss")
-
-
-def _atomic_dir_write(target: Path, write) -> None:
-    """Write a folder through ``write(staging_dir)``, then swap it in; the old folder stays until the swap."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(staging)
-        if target.exists():
-            old = target.with_name(f".{target.name}-old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -464,16 +445,13 @@ class CodeBindIndex:
         Atomic: written to a temporary folder beside it, then renamed into place (an existing index folder is
         replaced only then). A non-empty folder that is not an index is refused rather than replaced.
         """
-        target = Path(directory)
-        if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / INDEX_CONFIG).is_file())):
-            raise FileExistsError(f"{target} exists and is not a CodeBindIndex folder; refusing to replace it")
 
         def write(staging: Path) -> None:
             save_file({"codes": self.packed_codes.contiguous()}, staging / CODES_FILE)
             save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
             (staging / INDEX_CONFIG).write_text(json.dumps(self._config()))
 
-        _atomic_dir_write(target, write)
+        write_dir_atomically(directory, write, replaceable=(INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE))
 
     @classmethod
     def load(cls, directory: str | os.PathLike, backend: str = "auto", codebook=None) -> CodeBindIndex:
