@@ -36,7 +36,7 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
     if target not in model.towers:
         raise ValueError(f"path.target={args.target!r}: the model has no {target} tower (it has {sorted(model.towers)})")
     if args.init_path:
-        model.load_path(args.init_path)
+        model.load_path(args.init_path, replace=True)  # start from the artifact even if the base carries this path
     settings = normalize_path_config(target, args.path_config())
     if target in model.quantizers and model.config.paths[target]["bridges"] != settings["bridges"]:
         model.remove_path(target)
