@@ -13,7 +13,9 @@ Every adapter yields dicts with
 
 A runner does, per benchmark: ``for batch in adapter.batches(n): processor(**processor_inputs(definition, batch))``
 → ``model.get_features(definition.modality, ...)`` → scores → ``definition.compute_metrics`` (with `label_array`
-or `retrieval_targets`).
+or `retrieval_targets`). Adapters are sized and indexable (``adapter[i]``), and ``adapter.targets()`` gives every
+label or caption list without reading the inputs, so a runner can shard the items across processes
+(``benchmarks/run_benchmarks.py``).
 
 The local layout is ``<root>/<benchmark>/<split>/metadata.jsonl`` (or ``metadata.csv``) plus the files it names;
 `BenchmarkDefinition.local_schema` spells it out per benchmark. A missing folder, file or field raises an error that
@@ -189,8 +191,17 @@ class BenchmarkAdapter:
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[dict]:
+    def __getitem__(self, index: int) -> dict:
+        """The normalised example at ``index`` (its input is read now); random access lets a runner shard the items."""
         raise NotImplementedError
+
+    def targets(self) -> list:
+        """Every item's label (classification) or caption list (retrieval), in item order, without reading inputs."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict]:
+        for index in range(len(self)):
+            yield self[index]
 
     def batches(self, batch_size: int) -> Iterator[list[dict]]:
         """Lists of at most ``batch_size`` consecutive examples."""
@@ -313,20 +324,24 @@ class LocalBenchmark(BenchmarkAdapter):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self) -> Iterator[dict]:
+    def __getitem__(self, index: int) -> dict:
         kind = self.definition.input_kind
-        for item in self._items:
-            value, rate = load_input(kind, item["path"], item["record"], item["where"])
-            example = {"id": item["id"], "input": value}
-            if kind == "audio":
-                example["sampling_rate"] = rate
-            elif kind == "video":
-                example["fps"] = rate
-            if "label" in item:
-                example["label"] = list(item["label"]) if isinstance(item["label"], list) else item["label"]
-            else:
-                example["captions"] = list(item["captions"])
-            yield example
+        item = self._items[index]
+        value, rate = load_input(kind, item["path"], item["record"], item["where"])
+        example = {"id": item["id"], "input": value}
+        if kind == "audio":
+            example["sampling_rate"] = rate
+        elif kind == "video":
+            example["fps"] = rate
+        if "label" in item:
+            example["label"] = list(item["label"]) if isinstance(item["label"], list) else item["label"]
+        else:
+            example["captions"] = list(item["captions"])
+        return example
+
+    def targets(self) -> list:
+        key = "captions" if self.definition.task == "retrieval" else "label"
+        return [list(item[key]) if isinstance(item[key], list) else item[key] for item in self._items]
 
 
 class HFBenchmark(BenchmarkAdapter):
@@ -395,25 +410,34 @@ class HFBenchmark(BenchmarkAdapter):
             return value, None
         return np.asarray(value, dtype=np.uint8 if kind == "video" else np.float32), None
 
-    def __iter__(self) -> Iterator[dict]:
+    def _target(self, value, where: str):
+        """The normalised label (index or index list) or caption list of one row's target column."""
         source, definition = self.source, self.definition
-        for index, row in enumerate(self.dataset):
-            where = f"{source.dataset_id}[{source.split}][{index}]"
-            value, rate = self._input(row[source.input_column], where)
-            example = {"id": str(index), "input": value}
-            if definition.input_kind == "audio":
-                example["sampling_rate"] = rate
-            elif definition.input_kind == "video":
-                example["fps"] = row.get("fps")
-            if definition.task == "retrieval":
-                captions = row[source.captions_column]
-                example["captions"] = [captions] if isinstance(captions, str) else list(captions)
-            else:
-                label = row[source.label_column]
-                if source.label_kind == "index" and not definition.multi_label:
-                    label = int(label)
-                example["label"] = self._resolver.many(label, where) if definition.multi_label else self._resolver(label, where)
-            yield example
+        if definition.task == "retrieval":
+            return [value] if isinstance(value, str) else list(value)
+        if source.label_kind == "index" and not definition.multi_label:
+            value = int(value)
+        return self._resolver.many(value, where) if definition.multi_label else self._resolver(value, where)
+
+    def __getitem__(self, index: int) -> dict:
+        source, definition = self.source, self.definition
+        row = self.dataset[int(index)]
+        where = f"{source.dataset_id}[{source.split}][{index}]"
+        value, rate = self._input(row[source.input_column], where)
+        example = {"id": str(index), "input": value}
+        if definition.input_kind == "audio":
+            example["sampling_rate"] = rate
+        elif definition.input_kind == "video":
+            example["fps"] = row.get("fps")
+        key = "captions" if definition.task == "retrieval" else "label"
+        example[key] = self._target(row[source.captions_column if definition.task == "retrieval" else source.label_column], where)
+        return example
+
+    def targets(self) -> list:
+        source = self.source
+        column = source.captions_column if self.definition.task == "retrieval" else source.label_column
+        values = self.dataset.select_columns([column])[column]  # reads one column, not the media
+        return [self._target(v, f"{source.dataset_id}[{source.split}][{i}]") for i, v in enumerate(values)]
 
 
 def open_benchmark(benchmark, source, split: str | None = None, **kwargs) -> BenchmarkAdapter:

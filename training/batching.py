@@ -5,6 +5,8 @@
 - `PathCollator`: decodes the rows' columns, picks one text candidate (caption or prompt template) and one clip
   per row with a hash of ``(seed, epoch, row)``, calls the processor once per batch (once per row to find the
   culprit if the batch fails), and drops undecodable rows when asked (counted in ``num_bad``).
+- Pair grades (``data.columns.grade``): one float in ``[0, 1]`` per row, returned as ``grades``; a missing or
+  out-of-range grade is a bad row.
 - Processors: anything with `CodeBindProcessor`'s keyword signature (``text=``, ``images=``, ``audio=`` +
   ``sampling_rate=`` ...); ``"arrays"`` passes already-tensor columns through.
 """
@@ -178,7 +180,7 @@ class BatchSpec:
 class PathCollator:
     """Turn ``(row, dict)`` items into a batch dict (see module docstring).
 
-    Returns ``{"rows", "labels", "inputs": {modality: tensor}, "attention_mask", "cached": {modality: tensor},
+    Returns ``{"rows", "labels", "grades", "inputs": {modality: tensor}, "attention_mask", "cached": {modality: tensor},
     "num_bad", "bad": [(row, message)]}``.
     """
 
@@ -227,6 +229,8 @@ class PathCollator:
             out[modality] = decode_value(modality, values[column], row, column, rate)
         if cols.label is not None and self.spec.class_names is not None:
             out["label"] = self.label_index(values[cols.label], row)
+        if cols.grade is not None:
+            out["grade"] = _grade(values[cols.grade], row, cols.grade)
         return out
 
     def process(self, decoded: list[dict], rows: list[int]) -> dict[str, torch.Tensor]:
@@ -254,7 +258,9 @@ class PathCollator:
             except BadRowError as err:
                 bad.append((row, str(err)))
         processed = None
-        if good:
+        if good and not self.spec.live:
+            processed = {}  # every tower is cached: nothing to process
+        elif good:
             try:
                 processed = self.process(decoded, good)
             except Exception as batch_error:  # find the culprit(s) row by row
@@ -288,9 +294,11 @@ class PathCollator:
     def __call__(self, items: list[tuple[int, dict]]) -> dict:
         good, decoded, processed, bad = self._process_rows(items)
         batch = {"rows": torch.tensor(good, dtype=torch.long), "inputs": {}, "cached": {}, "attention_mask": None,
-                 "labels": None, "num_bad": len(bad), "bad": bad}
+                 "labels": None, "grades": None, "num_bad": len(bad), "bad": bad}
         if decoded and "label" in decoded[0]:
             batch["labels"] = torch.tensor([d["label"] for d in decoded], dtype=torch.long)
+        if decoded and "grade" in decoded[0]:
+            batch["grades"] = torch.tensor([d["grade"] for d in decoded], dtype=torch.float32)
         by_key = {key: m for m, key in INPUT_KEYS.items()}
         by_key[VIDEO_INPUT_KEY] = "vision"
         for key, value in (processed or {}).items():
@@ -318,6 +326,14 @@ class PathCollator:
                 feature = feature[pick(self.seed, self.epoch, row, feature.shape[0], SALTS["text" if modality == "text" else "clip"])]
             out.append(feature)
         return torch.from_numpy(np.stack(out))
+
+
+def _grade(value, row: int, column: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise BadRowError(row, column, f"a grade must be a number in [0, 1], got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:  # also rejects NaN
+        raise BadRowError(row, column, f"a grade must lie in [0, 1] (1 positive, 0.5 partial, 0 negative), got {value!r}")
+    return float(value)
 
 
 __all__ = [

@@ -84,4 +84,20 @@ class CodebookLifecycle:
         return out
 
 
-__all__ = ["CodebookLifecycle"]
+class NoCodebooks:
+    """The life cycle of a run without codebooks (``path.mode: projector``): nothing to initialise or update."""
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def kmeans_init_(self, records: list[CodebookRecord], iters: int = 10) -> None:
+        return None
+
+    def step_(self, records: list[CodebookRecord]) -> dict[str, int]:
+        return {}
+
+    def stats(self, records: list[CodebookRecord] | None = None) -> dict[str, float]:
+        return {}
+
+
+__all__ = ["CodebookLifecycle", "NoCodebooks"]

@@ -1,10 +1,11 @@
 """Configuration of a path training run: typed sections, YAML/JSON files, and ``--set key=value`` overrides.
 
 A run is configured by one file with the sections ``model``, ``path``, ``data``, ``cache``, ``codebooks`` and
-``training`` (see ``training/configs/*.yaml`` and docs/training.md). Every key can be overridden on the command
-line with ``--set section.key=value`` (values are parsed as YAML, so ``--set training.learning_rate=1e-4`` or
-``--set path.bridges=[text]`` work), and the most common keys also have flags (``--output_dir``, ``--seed`` ...).
-Unknown sections or keys are errors that name the key and list the valid ones.
+``training`` (see ``training/configs/*.yaml`` and docs/training.md), plus an optional list of ``stages`` (staged
+training: each stage its own data, length and loss weights, run in order; see `StageArguments`). Every key of the
+sections can be overridden on the command line with ``--set section.key=value`` (values are parsed as YAML, so
+``--set training.learning_rate=1e-4`` or ``--set path.bridges=[text]`` work), and the most common keys also have
+flags (``--output_dir``, ``--seed`` ...). Unknown sections or keys are errors that name the key and list the valid ones.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class PathArguments:
 
     target: str = field(default="", metadata={"help": "target modality of the path (audio, depth, thermal, ...)"})
     bridges: list = field(default_factory=lambda: ["text", "vision"], metadata={"help": "frozen bridge modalities"})
-    mode: str = field(default="lora", metadata={"help": "lora | headtune | fulltune"})
+    mode: str = field(default="lora", metadata={"help": "lora | headtune | fulltune | projector (MLP on cached features)"})
     temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature"})
     loss_weights: dict = field(default_factory=dict, metadata={"help": "overrides of the paper's weights for this target"})
     adaptive_weights: bool = field(default=False, metadata={"help": "balance the weights from loss magnitudes (App. B.2)"})
@@ -68,6 +69,12 @@ class PathArguments:
     reconstruction: bool = field(default=True, metadata={"help": "build a reconstruction decoder if the model has none"})
     decoder: dict = field(default_factory=dict, metadata={"help": "DecoderConfig overrides used when building the decoder"})
     init_path: str | None = field(default=None, metadata={"help": "start from this path artifact (dir or hub id)"})
+    init_trained_state: str | None = field(
+        default=None, metadata={"help": "start from a run's trained_state.safetensors (staged runs pass it between stages)"}
+    )
+    projector_hidden_dim: int | None = field(
+        default=None, metadata={"help": "projector mode: hidden width of the 2-layer MLP (default: the target tower's width)"}
+    )
 
     def path_config(self) -> dict:
         """The `PathConfig` keys of this section."""
@@ -87,7 +94,7 @@ class DataArguments:
     eval_split: str | None = field(default=None, metadata={"help": "split for zero-shot accuracy; null: validation/test if present"})
     columns: dict = field(
         default_factory=dict,
-        metadata={"help": "modality (or 'label', 'sampling_rate') -> column name; defaults to the modality name"},
+        metadata={"help": "modality (or 'label', 'sampling_rate', 'grade') -> column name; defaults to the modality name"},
     )
     class_names: list | None = field(default=None, metadata={"help": "label names when the label column has none"})
     prompt_templates: Any = field(default="photo", metadata={"help": "a named template set or a list of '{}' templates"})
@@ -151,6 +158,9 @@ class TrainingArguments:
     checkpointing_steps: int | None = 500
     checkpoints_total_limit: int | None = 3
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    max_steps_this_run: int | None = field(
+        default=None, metadata={"help": "stop (with a checkpoint) after this many steps in this invocation; resume later"}
+    )
     logging_steps: int = 10
     eval_steps: int | None = field(default=None, metadata={"help": "zero-shot evaluation interval (and at the end)"})
     report_to: str = field(default="none", metadata={"help": "none | tensorboard | all"})
@@ -160,6 +170,19 @@ class TrainingArguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "repo of the full model (push_to_hub)"})
     hub_path_repo_id: str | None = field(default=None, metadata={"help": "repo of the path artifact (push_to_hub)"})
     dump_state_dir: str | None = field(default=None, metadata={"help": "debug: each rank writes its trained tensors here"})
+
+
+@dataclass
+class StageArguments:
+    """One stage of a staged run: its data (``data`` keys overriding the ``data`` section), its length and its
+    loss weights (on top of ``path.loss_weights``). Stages run in order, each starting from the previous one's
+    trained tensors with a fresh optimiser and schedule (docs/training.md)."""
+
+    name: str = field(default="", metadata={"help": "folder name of the stage (default stage<k>)"})
+    data: dict = field(default_factory=dict, metadata={"help": "data section overrides, e.g. {dataset: ./tier2}"})
+    max_train_steps: int | None = field(default=None, metadata={"help": "optimiser steps of this stage"})
+    num_train_epochs: int | None = field(default=None, metadata={"help": "epochs of this stage (without max_train_steps)"})
+    loss_weights: dict = field(default_factory=dict, metadata={"help": "loss weight overrides for this stage"})
 
 
 SECTIONS: dict[str, type] = {
@@ -194,14 +217,15 @@ class TrainConfig:
     cache: CacheArguments = field(default_factory=CacheArguments)
     codebooks: CodebookArguments = field(default_factory=CodebookArguments)
     training: TrainingArguments = field(default_factory=TrainingArguments)
+    stages: list = field(default_factory=list)  # of StageArguments; empty: one plain run
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         if not isinstance(values, dict):
             raise TypeError(f"a training config must be a mapping of sections, got {type(values).__name__}")
-        unknown = sorted(set(values) - set(SECTIONS))
+        unknown = sorted(set(values) - set(SECTIONS) - {"stages"})
         if unknown:
-            raise ValueError(f"Unknown config sections {unknown}; expected some of {sorted(SECTIONS)}")
+            raise ValueError(f"Unknown config sections {unknown}; expected some of {sorted(SECTIONS) + ['stages']}")
         sections = {}
         for name, section_cls in SECTIONS.items():
             given = values.get(name) or {}
@@ -212,7 +236,7 @@ class TrainConfig:
             if bad:
                 raise ValueError(f"Unknown keys {bad} in config section {name!r}; valid keys are {sorted(known)}")
             sections[name] = section_cls(**{k: _coerce(name, f, given[k]) for f in fields(section_cls) if (k := f.name) in given})
-        config = cls(**sections)
+        config = cls(**sections, stages=_stages_from(values.get("stages")))
         config.validate()
         return config
 
@@ -225,6 +249,11 @@ class TrainConfig:
                 if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
                     section[key] = f"<{type(value).__name__}>"
             out[name] = section
+        if self.stages:
+            shown = lambda v: v if type(v) in (str, int, float, bool, list, dict, type(None)) else f"<{type(v).__name__}>"  # noqa: E731
+            out["stages"] = [{f.name: getattr(stage, f.name) for f in fields(StageArguments)} for stage in self.stages]
+            for stage in out["stages"]:
+                stage["data"] = {k: shown(v) for k, v in stage["data"].items()}
         return out
 
     def validate(self) -> None:
@@ -232,10 +261,14 @@ class TrainConfig:
         p, t, c, d = self.path, self.training, self.cache, self.data
         if not p.target:
             raise ValueError("path.target is required (the target modality of the path, e.g. 'audio')")
-        if p.mode not in ("lora", "headtune", "fulltune"):
-            raise ValueError(f"path.mode must be 'lora', 'headtune' or 'fulltune', got {p.mode!r}")
-        if c.target and p.mode != "headtune":
-            raise ValueError(f"cache.target=true needs path.mode='headtune' (the target tower must be frozen), got {p.mode!r}")
+        if p.mode not in ("lora", "headtune", "fulltune", "projector"):
+            raise ValueError(f"path.mode must be 'lora', 'headtune', 'fulltune' or 'projector', got {p.mode!r}")
+        if c.target and p.mode not in ("headtune", "projector"):
+            raise ValueError(
+                f"cache.target=true needs path.mode='headtune' or 'projector' (the target tower must be frozen), got {p.mode!r}"
+            )
+        if p.mode == "projector":
+            _validate_projector(self)
         if c.dtype not in ("float32", "float16"):
             raise ValueError(f"cache.dtype must be 'float32' or 'float16', got {c.dtype!r}")
         if t.mixed_precision not in ("no", "fp16", "bf16"):
@@ -257,6 +290,76 @@ class TrainConfig:
             raise ValueError(f"training.report_to must be 'none', 'tensorboard' or 'all', got {t.report_to!r}")
         if self.model.name_or_path is None and self.model.config is None:
             raise ValueError("set model.name_or_path (a CodeBindModel) or model.config (inline CodeBindConfig kwargs)")
+        if t.max_steps_this_run is not None and t.max_steps_this_run < 1:
+            raise ValueError(f"training.max_steps_this_run must be >= 1, got {t.max_steps_this_run}")
+        if self.stages:
+            _validate_stages(self)
+
+
+def _validate_projector(config: TrainConfig) -> None:
+    p, t = config.path, config.training
+    if p.adaptive_weights:
+        raise ValueError("path.adaptive_weights balances the CodeBind terms; path.mode='projector' has only 'align'")
+    extra = sorted(set(p.loss_weights) - {"align"})
+    if extra:
+        raise ValueError(f"path.mode='projector' trains only the 'align' term; path.loss_weights sets {extra}")
+    if t.push_to_hub:
+        raise ValueError("training.push_to_hub is not available for path.mode='projector': upload <output_dir>/projector "
+                         "with huggingface_hub.upload_folder")
+    if p.projector_hidden_dim is not None and p.projector_hidden_dim < 1:
+        raise ValueError(f"path.projector_hidden_dim must be >= 1, got {p.projector_hidden_dim}")
+
+
+def _validate_stages(config: TrainConfig) -> None:
+    from codebind_hf.configuration_codebind import LOSS_NAMES
+
+    names = [s.name for s in config.stages]
+    if len(set(names)) != len(names):
+        raise ValueError(f"stage names must be unique, got {names}")
+    data_keys = {f.name for f in fields(DataArguments)}
+    for k, stage in enumerate(config.stages):
+        where = f"stages[{k}] ({stage.name!r})"
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", stage.name):
+            raise ValueError(f"{where}: name must be letters, digits, '_', '-' or '.' (it names a folder)")
+        bad = sorted(set(stage.data) - data_keys)
+        if bad:
+            raise ValueError(f"{where}: unknown data keys {bad}; valid keys are {sorted(data_keys)}")
+        bad = sorted(set(stage.loss_weights) - set(LOSS_NAMES))
+        if bad:
+            raise ValueError(f"{where}: unknown losses {bad} in loss_weights; expected some of {list(LOSS_NAMES)}")
+        if config.path.mode == "projector" and set(stage.loss_weights) - {"align"}:
+            raise ValueError(f"{where}: path.mode='projector' trains only the 'align' term")
+        for key in ("max_train_steps", "num_train_epochs"):
+            value = getattr(stage, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{where}: {key} must be an integer >= 1, got {value!r}")
+    if config.training.resume_from_checkpoint not in (None, "latest"):
+        raise ValueError("a staged run resumes with training.resume_from_checkpoint='latest' (each stage keeps its own "
+                         f"checkpoints), got {config.training.resume_from_checkpoint!r}")
+
+
+def _stages_from(values) -> list[StageArguments]:
+    """``stages`` entries as `StageArguments`, unknown keys named; names default to ``stage<k>``."""
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise TypeError(f"stages must be a list of mappings, got {type(values).__name__}")
+    known = {f.name for f in fields(StageArguments)}
+    stages = []
+    for k, entry in enumerate(values):
+        if isinstance(entry, StageArguments):
+            stages.append(entry)
+            continue
+        if not isinstance(entry, dict):
+            raise TypeError(f"stages[{k}] must be a mapping, got {type(entry).__name__}")
+        bad = sorted(set(entry) - known)
+        if bad:
+            raise ValueError(f"Unknown keys {bad} in stages[{k}]; valid keys are {sorted(known)}")
+        for key in ("data", "loss_weights"):
+            if not isinstance(entry.get(key) or {}, dict):
+                raise TypeError(f"stages[{k}].{key} must be a mapping, got {type(entry[key]).__name__}")
+        stages.append(StageArguments(**{"name": f"stage{k}", **{key: v for key, v in entry.items() if v is not None}}))
+    return stages
 
 
 def _coerce(section: str, spec, value):
@@ -313,6 +416,7 @@ FLAG_KEYS = {
     "output_dir": "training.output_dir",
     "resume_from_checkpoint": "training.resume_from_checkpoint",
     "max_train_steps": "training.max_train_steps",
+    "max_steps_this_run": "training.max_steps_this_run",
     "num_train_epochs": "training.num_train_epochs",
     "seed": "training.seed",
     "mixed_precision": "training.mixed_precision",
@@ -364,6 +468,7 @@ __all__ = [
     "CacheArguments",
     "CodebookArguments",
     "TrainingArguments",
+    "StageArguments",
     "TrainConfig",
     "SECTIONS",
     "load_config_file",

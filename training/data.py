@@ -7,7 +7,8 @@ written by ``save_to_disk``; a folder of parquet / arrow / csv / json(l) files; 
 
 Columns are mapped by modality (docs/training.md): the target and every bridge need a column (default: the
 modality's name, ``image`` for vision); text comes from a caption column (a string or a list of strings) or,
-when there is none, from a ``label`` column turned into prompts with templates.
+when there is none, from a ``label`` column turned into prompts with templates. An optional ``grade`` column
+(``data.columns.grade``) holds each pair's graded label in ``[0, 1]``, used as soft contrastive targets.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ class ColumnMap:
     text: str | None = None  # caption column (str or list of str per row)
     label: str | None = None
     sampling_rate: str | None = None
+    grade: str | None = None  # per-row pair grade in [0, 1] (soft contrastive targets)
 
     def used(self) -> list[str]:
-        cols = list(self.modalities.values()) + [c for c in (self.text, self.label, self.sampling_rate) if c]
+        cols = list(self.modalities.values()) + [c for c in (self.text, self.label, self.sampling_rate, self.grade) if c]
         return list(dict.fromkeys(cols))
 
 
@@ -210,7 +212,7 @@ def resolve_columns(dataset, modalities: list[str], args: DataArguments) -> Colu
     available = list(dataset.column_names)
     given = {}
     for key, column in (args.columns or {}).items():
-        name = key if key in ("label", "sampling_rate") else canonical_modality(key)
+        name = key if key in ("label", "sampling_rate", "grade") else canonical_modality(key)
         if column is not None and column not in available:
             raise _missing(f"data.columns.{key}", column, available)
         given[name] = column
@@ -234,6 +236,7 @@ def resolve_columns(dataset, modalities: list[str], args: DataArguments) -> Colu
                 "Text is a bridge but the dataset has neither a caption column (tried 'text', 'caption', 'captions'; "
                 f"set data.columns.text) nor a label column to build prompts from (set data.columns.label). Available: {available}"
             )
+    mapping.grade = given.get("grade")  # never guessed: grades change the loss
     if "audio" in mapping.modalities:
         mapping.sampling_rate = given.get("sampling_rate") or _find_column(available, DEFAULT_COLUMNS["sampling_rate"])
     return mapping

@@ -23,14 +23,16 @@ class ZeroShotEvaluator:
         processor: the processor (must turn text prompts into token ids).
         class_names (`list[str]`), templates (`tuple[str, ...]`).
         batch_size (`int`), max_samples (`int`, *optional*), skip_bad_rows (`bool`).
+        quantize (`bool`, *optional*, defaults to `True`): score quantised embeddings (``False``: the heads' outputs,
+            for projector runs, which have no codebooks).
     """
 
     def __init__(self, dataset, spec: BatchSpec, processor, class_names, templates, batch_size: int,
-                 max_samples: int | None = None, skip_bad_rows: bool = False):
+                 max_samples: int | None = None, skip_bad_rows: bool = False, quantize: bool = True):
         self.dataset = RowDataset(dataset)
         self.spec, self.processor = spec, processor
         self.class_names, self.templates = list(class_names), tuple(templates)
-        self.batch_size = batch_size
+        self.batch_size, self.quantize = batch_size, quantize
         self.count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
         # Evaluation keeps every clip (the model averages clip embeddings), hence sample_ndims = {}.
         eval_spec = BatchSpec(live=list(spec.live), columns=spec.columns, sample_ndims={}, templates=spec.templates,
@@ -43,7 +45,7 @@ class ZeroShotEvaluator:
         prompts = [t.format(name) for name in self.class_names for t in self.templates]
         processed = dict(self.processor(text=prompts))
         mask = processed.get("attention_mask")
-        text = model.get_features("text", torch.as_tensor(processed["input_ids"]).to(device), path=path,
+        text = model.get_features("text", torch.as_tensor(processed["input_ids"]).to(device), path=path, quantize=self.quantize,
                                   attention_mask=None if mask is None else torch.as_tensor(mask).to(device))
         return F.normalize(text.reshape(len(self.class_names), len(self.templates), -1).mean(1), dim=-1)
 
@@ -59,7 +61,7 @@ class ZeroShotEvaluator:
             batch = self.collator(self.dataset.__getitems__(rows[start : start + self.batch_size].tolist()))
             if not len(batch["rows"]):
                 continue
-            embeds = model.get_features(target, batch["inputs"][target].to(device), path=path)
+            embeds = model.get_features(target, batch["inputs"][target].to(device), path=path, quantize=self.quantize)
             predicted = (embeds.float() @ classes.float().t()).argmax(-1).cpu()
             correct += int((predicted == batch["labels"]).sum())
             total += len(batch["rows"])

@@ -1,5 +1,5 @@
 """Model-side set-up of a path run: load the base, create or update the path, the decoder, LoRA, what trains,
-and the optimiser's parameter groups and schedule."""
+and the optimiser's parameter groups and schedule; for ``path.mode: projector``, the MLP projector instead."""
 
 from __future__ import annotations
 
@@ -64,6 +64,29 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
     return target
 
 
+def prepare_projector(model: CodeBindModel, args: PathArguments) -> str:
+    """Projector mode: drop any path of the target (a projector has no codebooks, so quantised features would
+    mix the projector with unrelated codebooks), put a fresh MLP projector in place of the target's shared head and
+    freeze everything else. Returns the target."""
+    from .projector import attach_projector
+
+    target = canonical_modality(args.target)
+    if target not in model.towers:
+        raise ValueError(f"path.target={args.target!r}: the model has no {target} tower (it has {sorted(model.towers)})")
+    missing = [b for b in args.bridges if canonical_modality(b) not in model.towers]
+    if missing:
+        raise ValueError(f"path.bridges {args.bridges}: the model has no towers for {missing} (it has {sorted(model.towers)})")
+    if target in model.quantizers:
+        model.remove_path(target)
+    model.decoder = None
+    for param in model.parameters():
+        param.requires_grad_(False)
+    head = attach_projector(model, target, args.projector_hidden_dim)
+    for param in head.parameters():
+        param.requires_grad_(True)
+    return target
+
+
 def configure_trainable(model: CodeBindModel, target: str, args: PathArguments, live: list[str]) -> list[str]:
     """LoRA (``lora`` mode), then `set_trainable`; also freezes what the path loss never uses (logit scales,
     decoder parts of modalities that are not reconstructed), so DDP sees no unused parameters. Returns the
@@ -92,13 +115,13 @@ def enable_gradient_checkpointing(model: CodeBindModel, target: str) -> None:
     tower.set_gradient_checkpointing(True)
 
 
-def parameter_groups(model: CodeBindModel, args: TrainingArguments) -> list[dict]:
-    """Two AdamW groups: new modules (specific heads, decoder) at ``learning_rate_new``; the rest (LoRA or the
-    tower, the target's original shared head) at ``learning_rate`` — the official ``lr_new`` / ``lr`` split."""
+def parameter_groups(model: CodeBindModel, args: TrainingArguments, new_prefixes: tuple[str, ...] = NEW_MODULE_PREFIXES) -> list[dict]:
+    """Two AdamW groups: new modules (specific heads, decoder; a projector) at ``learning_rate_new``; the rest (LoRA
+    or the tower, the target's original shared head) at ``learning_rate`` — the official ``lr_new`` / ``lr`` split."""
     new, base = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (new if name.startswith(NEW_MODULE_PREFIXES) else base).append(param)
+            (new if name.startswith(new_prefixes) else base).append(param)
     groups = [
         {"params": base, "lr": args.learning_rate, "name": "base"},
         {"params": new, "lr": args.learning_rate_new, "name": "new"},
@@ -121,8 +144,8 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
     return factor
 
 
-def build_optimizer(model: CodeBindModel, args: TrainingArguments, total_steps: int):
-    groups = parameter_groups(model, args)
+def build_optimizer(model: CodeBindModel, args: TrainingArguments, total_steps: int, new_prefixes=NEW_MODULE_PREFIXES):
+    groups = parameter_groups(model, args, new_prefixes)
     optimizer = torch.optim.AdamW(
         groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay
     )
@@ -134,6 +157,7 @@ __all__ = [
     "NEW_MODULE_PREFIXES",
     "build_model",
     "prepare_path",
+    "prepare_projector",
     "configure_trainable",
     "enable_gradient_checkpointing",
     "parameter_groups",

@@ -8,7 +8,9 @@ One run trains one path: the target modality against its frozen bridges (text an
 image-text term), with the CodeBind losses and weights of the method doc, the codebook life cycle (k-means init,
 EMA updates, dead-code re-init, kept in sync across processes), optional adaptive loss weights, and optionally a
 frozen-feature cache. At the end it saves the full model (``save_pretrained``) and the modality path artifact.
-See docs/training.md for the configuration and the data schema.
+``path.mode: projector`` trains only an MLP projector on cached features (`ProjectorObjective`, saved as a projector
+artifact); a config with ``stages`` runs them in order (`codebind_hf.training.stages`); ``data.columns.grade`` turns
+per-row pair grades into soft InfoNCE targets. See docs/training.md for the configuration and the data schema.
 """
 
 from __future__ import annotations
@@ -32,18 +34,20 @@ import numpy as np
 import torch
 
 from codebind_hf.losses import AdaptiveLossBalancer
+from codebind_hf.modalities import canonical_modality
 
 from .batching import BatchSpec, EpochBatchSampler, PathCollator, RowDataset, processor_fingerprint, resolve_processor
 from .checkpointing import (
     atomic_save_file,
     atomic_write_json,
+    load_trained_state,
     read_trainer_state,
     register_hooks,
     resolve_checkpoint,
     save_checkpoint,
     trained_state_dict,
 )
-from .codebooks import CodebookLifecycle
+from .codebooks import CodebookLifecycle, NoCodebooks
 from .config import TrainConfig, parse_args
 from .data import (
     class_names,
@@ -56,8 +60,16 @@ from .data import (
 )
 from .evaluation import ZeroShotEvaluator
 from .feature_cache import FeatureCache, cache_batch_spec, tower_fingerprint
-from .objective import PathObjective
-from .path_setup import build_model, build_optimizer, configure_trainable, enable_gradient_checkpointing, prepare_path
+from .objective import PathObjective, ProjectorObjective
+from .path_setup import (
+    NEW_MODULE_PREFIXES,
+    build_model,
+    build_optimizer,
+    configure_trainable,
+    enable_gradient_checkpointing,
+    prepare_path,
+    prepare_projector,
+)
 
 logger = logging.getLogger("codebind_hf.training")
 BALANCED_LOSSES = ("vq", "ctr", "cuni", "cm", "orth", "uni")
@@ -75,6 +87,10 @@ class TrainResult:
     output_dir: Path | None = None
     path_dir: Path | None = None
     model_dir: Path | None = None
+    projector_dir: Path | None = None  # path.mode: projector
+    interrupted: bool = False  # stopped by training.max_steps_this_run; resume with resume_from_checkpoint=latest
+    steps_this_run: int = 0  # optimiser steps taken by this call (not restored from a checkpoint)
+    stages: list = field(default_factory=list)  # staged runs: one TrainResult per stage run in this call
     model: object = None
     train_runtime: float = 0.0  # seconds in the training loop (no set-up, cache build, k-means or saving)
     steps_per_second: float = 0.0
@@ -91,6 +107,7 @@ def _to_device(batch: dict, device) -> dict:
         "inputs": {m: t.to(device) for m, t in batch["inputs"].items()},
         "attention_mask": None if batch["attention_mask"] is None else batch["attention_mask"].to(device),
         "cached": {m: t.to(device) for m, t in batch["cached"].items()},
+        "grades": None if batch.get("grades") is None else batch["grades"].to(device),
     }
 
 
@@ -113,6 +130,10 @@ def _cache_key_components(config: TrainConfig, model, modalities, dataset, proce
 
 def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     """Run one path training (see the module docstring). ``dataset``/``processor`` override ``config.data``'s."""
+    if config.stages:
+        from .stages import train_stages
+
+        return train_stages(config, dataset=dataset, processor=processor)
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
@@ -146,16 +167,25 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     # 2. Model and path -------------------------------------------------------------------------------------
     set_seed(t.seed)
     model = build_model(config.model)
-    target = prepare_path(model, p)
-    modalities = model.config.path_modalities(target)
-    cached = [m for m in modalities if config.cache.enabled and (m != target or config.cache.target)]
-    live = [m for m in modalities if m not in cached]
-    trainable = configure_trainable(model, target, p, live)
+    projector = p.mode == "projector"
+    if projector:  # every tower frozen, so every tower is cached; only the projector trains
+        target = prepare_projector(model, p)
+        modalities = [*(canonical_modality(b) for b in p.bridges), target]
+        cached, live = list(modalities), []
+        trainable = [n for n, q in model.named_parameters() if q.requires_grad]
+    else:
+        target = prepare_path(model, p)
+        modalities = model.config.path_modalities(target)
+        cached = [m for m in modalities if config.cache.enabled and (m != target or config.cache.target)]
+        live = [m for m in modalities if m not in cached]
+        trainable = configure_trainable(model, target, p, live)
+    if p.init_trained_state:  # e.g. the previous stage's final tensors
+        load_trained_state(model, target, Path(p.init_trained_state))
     if t.gradient_checkpointing and target in live and p.mode != "headtune":
         enable_gradient_checkpointing(model, target)
     model.to(accelerator.device)
     logger.info("path %s <- bridges %s, mode %s: %d trainable tensors (%.2fM values); cached towers %s",
-                target, model.config.paths[target]["bridges"], p.mode, len(trainable),
+                target, modalities[:-1], p.mode, len(trainable),
                 sum(q.numel() for q in model.parameters() if q.requires_grad) / 1e6, cached or "none")
 
     # 3. Data ------------------------------------------------------------------------------------------------
@@ -211,16 +241,20 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
         raise ValueError(f"an epoch has {len(sampler)} batches per process, fewer than "
                          f"gradient_accumulation_steps={t.gradient_accumulation_steps}")
     max_steps = t.max_train_steps or t.num_train_epochs * updates_per_epoch
-    evaluator = _build_evaluator(dataset_dict, d, columns, spec, names, templates, processor, target, t)
+    evaluator = _build_evaluator(dataset_dict, d, columns, spec, names, templates, processor, target, t, quantize=not projector)
 
     # 5. Optimiser, schedule, Accelerate ---------------------------------------------------------------------
-    optimizer, scheduler = build_optimizer(model, t, max_steps)
-    objective = PathObjective(model, target)
+    optimizer, scheduler = build_optimizer(model, t, max_steps, (f"shared_heads.{target}.",) if projector else NEW_MODULE_PREFIXES)
+    if projector:
+        objective = ProjectorObjective(model, target, modalities[:-1], p.temperature, p.loss_weights.get("align", 1.0))
+        lifecycle = NoCodebooks()
+    else:
+        objective = PathObjective(model, target)
+        lifecycle = CodebookLifecycle(model, target, config.codebooks.update_ema, config.codebooks.reinit_dead_codes)
     objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
     register_hooks(accelerator, lambda: model, target)
-    lifecycle = CodebookLifecycle(model, target, config.codebooks.update_ema, config.codebooks.reinit_dead_codes)
     balancer = None
-    if model.config.paths[target]["adaptive_weights"]:
+    if not projector and model.config.paths[target]["adaptive_weights"]:
         balancer = AdaptiveLossBalancer(list(BALANCED_LOSSES), max_steps=max_steps * t.gradient_accumulation_steps)
     if accelerator.is_main_process:
         atomic_write_json(output_dir / "train_config.json", config.to_dict())
@@ -241,7 +275,7 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
 
     # 7. Codebook k-means init -------------------------------------------------------------------------------
     mode = config.codebooks.kmeans_init
-    if state["global_step"] == 0 and (mode == "always" or (mode == "auto" and not lifecycle.is_initialized())):
+    if not projector and state["global_step"] == 0 and (mode == "always" or (mode == "auto" and not lifecycle.is_initialized())):
         _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, config)
     elif not lifecycle.is_initialized() and mode == "never":
         logger.warning("codebooks are not k-means initialised (codebooks.kmeans_init=never)")
@@ -258,9 +292,16 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
         local = torch.tensor(bad_local[0], device=accelerator.device)
         return bad_restored + int(accelerator.reduce(local, reduction="sum"))
 
+    def checkpoint(step: int) -> None:
+        if balancer is not None:
+            state["balancer"] = balancer.state_dict()
+        state["num_bad_rows"] = bad_total()
+        save_checkpoint(accelerator, output_dir, step, state, t.checkpoints_total_limit)
+
     objective.train()
     loop_start, first_step = time.perf_counter(), state["global_step"]
-    while state["global_step"] < max_steps:
+    interrupted = False
+    while state["global_step"] < max_steps and not interrupted:
         epoch, done = divmod(state["global_step"], updates_per_epoch)
         sampler.set_epoch(epoch, skip_batches=done * accum)
         collator.epoch = epoch
@@ -307,21 +348,27 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
                 window = {}
             if evaluator is not None and t.eval_steps and step % t.eval_steps == 0 and step < max_steps:
                 _evaluate(accelerator, evaluator, objective, model, target, state)
-            if t.checkpointing_steps and step % t.checkpointing_steps == 0 and step < max_steps:
-                if balancer is not None:
-                    state["balancer"] = balancer.state_dict()
-                state["num_bad_rows"] = bad_total()
-                save_checkpoint(accelerator, output_dir, step, state, t.checkpoints_total_limit)
+            scheduled = bool(t.checkpointing_steps) and step % t.checkpointing_steps == 0 and step < max_steps
+            interrupted = bool(t.max_steps_this_run) and step - first_step >= t.max_steps_this_run and step < max_steps
+            if scheduled or interrupted:  # an interruption leaves a checkpoint to resume from
+                checkpoint(step)
             micro, records, step_losses = 0, [], []
-            if step >= max_steps or step % updates_per_epoch == 0:
+            if interrupted or step >= max_steps or step % updates_per_epoch == 0:
                 break
     progress.close()
     runtime = time.perf_counter() - loop_start
 
     # 9. Final evaluation and artifacts ----------------------------------------------------------------------
     accelerator.wait_for_everyone()
-    result = TrainResult(output_dir=output_dir, model=model, train_runtime=runtime,
-                         steps_per_second=(state["global_step"] - first_step) / max(runtime, 1e-9))
+    done = state["global_step"] - first_step
+    result = TrainResult(output_dir=output_dir, model=model, train_runtime=runtime, interrupted=interrupted,
+                         steps_this_run=done, steps_per_second=done / max(runtime, 1e-9))
+    if interrupted:
+        logger.info("stopped at step %d of %d (training.max_steps_this_run); resume with resume_from_checkpoint=latest",
+                    state["global_step"], max_steps)
+        accelerator.end_training()
+        result.losses, result.log_history, result.global_step = state["losses"], state["log_history"], state["global_step"]
+        return result
     if evaluator is not None:
         result.metrics = _evaluate(accelerator, evaluator, objective, model, target, state)
     model.eval()
@@ -329,19 +376,7 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     if t.dump_state_dir:
         atomic_save_file(trained_state_dict(model, target), Path(t.dump_state_dir) / f"state-rank{rank}.safetensors")
     if accelerator.is_main_process:
-        if hasattr(model, "save_path"):
-            result.path_dir = model.save_path(target, output_dir / "path")
-        else:
-            logger.warning("this codebind_hf has no CodeBindModel.save_path: the path artifact was not written")
-        if t.save_full_model:
-            if target in getattr(model, "lora_settings", {}):
-                from codebind_hf.lora import merge_lora
-
-                merge_lora(model, target)  # a self-contained model: LoRA folded into the tower
-            model.save_pretrained(output_dir / "model")
-            result.model_dir = output_dir / "model"
-        if t.push_to_hub:
-            _push(model, target, t)
+        _save_artifacts(model, target, config, result, projector, modalities[:-1])
         summary = {k: state[k] for k in ("global_step", "losses", "num_bad_rows")}
         atomic_write_json(output_dir / "train_results.json", {**summary, **result.metrics})
     accelerator.wait_for_everyone()
@@ -352,11 +387,37 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def _save_artifacts(model, target: str, config: TrainConfig, result: TrainResult, projector: bool, bridges: list[str]) -> None:
+    """The path artifact (+ the full model, + the push), or in projector mode the projector artifact."""
+    t, output_dir = config.training, Path(config.training.output_dir)
+    if projector:
+        from .projector import save_projector
+
+        result.projector_dir = save_projector(model, target, output_dir / "projector", bridges=bridges,
+                                              temperature=config.path.temperature)
+        if t.save_full_model:
+            logger.info("projector mode writes no full model: load %s onto the base model (load_projector)", result.projector_dir)
+        return
+    if hasattr(model, "save_path"):
+        result.path_dir = model.save_path(target, output_dir / "path")
+    else:
+        logger.warning("this codebind_hf has no CodeBindModel.save_path: the path artifact was not written")
+    if t.save_full_model:
+        if target in getattr(model, "lora_settings", {}):
+            from codebind_hf.lora import merge_lora
+
+            merge_lora(model, target)  # a self-contained model: LoRA folded into the tower
+        model.save_pretrained(output_dir / "model")
+        result.model_dir = output_dir / "model"
+    if t.push_to_hub:
+        _push(model, target, t)
+
+
 def _live_columns(columns, live: list[str]) -> list[str]:
     keep = [columns.modalities[m] for m in live if m != "text"]
     if "text" in live and columns.text:
         keep.append(columns.text)
-    return keep + [c for c in (columns.label, columns.sampling_rate) if c]
+    return keep + [c for c in (columns.label, columns.sampling_rate, columns.grade) if c]
 
 
 def _too_small(accelerator, rows: int) -> bool:
@@ -398,7 +459,7 @@ def _evaluate(accelerator, evaluator, objective, model, target, state) -> dict:
     return metrics
 
 
-def _build_evaluator(dataset_dict, d, columns, spec, names, templates, processor, target, t):
+def _build_evaluator(dataset_dict, d, columns, spec, names, templates, processor, target, t, quantize: bool = True):
     split = default_eval_split(dataset_dict, d)
     if split is None or names is None:
         logger.info("no zero-shot evaluation (needs an evaluation split and class labels)")
@@ -413,7 +474,8 @@ def _build_evaluator(dataset_dict, d, columns, spec, names, templates, processor
     eval_spec = BatchSpec(live=[target], columns=eval_columns, sample_ndims=spec.sample_ndims, templates=templates,
                           class_names=names, vision_input=spec.vision_input, sampling_rate=spec.sampling_rate)
     eval_ds = prepare_columns(eval_raw, eval_columns)
-    return ZeroShotEvaluator(eval_ds, eval_spec, processor, names, templates, t.per_device_batch_size, d.max_eval_samples, d.skip_bad_rows)
+    return ZeroShotEvaluator(eval_ds, eval_spec, processor, names, templates, t.per_device_batch_size, d.max_eval_samples,
+                             d.skip_bad_rows, quantize)
 
 
 def _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, config) -> None:

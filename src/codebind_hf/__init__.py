@@ -2,6 +2,8 @@
 
 from transformers import AutoConfig, AutoModel, AutoProcessor
 
+from .bond_io import add_bond, apply_bonds, list_bonds, load_bond, push_bond, read_bond, remove_bond, save_bond
+from .bonds import ProjectorMixture, SpaceBond, SpaceBondConfig, mine_pseudo_pairs, train_bond
 from .configuration_codebind import CodeBindConfig, DecoderConfig, PathConfig, QuantizerConfig, paper_loss_weights
 from .losses import (
     AdaptiveLossBalancer,
@@ -51,4 +53,17 @@ __all__ = [
     "MODALITIES",
     "INPUT_KEYS",
     "canonical_modality",
+    "SpaceBondConfig",
+    "SpaceBond",
+    "ProjectorMixture",
+    "train_bond",
+    "mine_pseudo_pairs",
+    "add_bond",
+    "remove_bond",
+    "list_bonds",
+    "apply_bonds",
+    "save_bond",
+    "load_bond",
+    "push_bond",
+    "read_bond",
 ]

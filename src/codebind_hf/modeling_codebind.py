@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .bond_io import apply_bonds
 from .configuration_codebind import CodeBindConfig
 from .decoder import ReconstructionDecoder
 from .encoders import build_tower
@@ -238,6 +239,8 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         quantize: bool = True,
         path: str | None = None,
         attention_mask: torch.Tensor | None = None,
+        bonds: dict[str, float] | None = None,
+        expert_features=None,
     ) -> torch.Tensor:
         """Unit embeddings of one modality.
 
@@ -251,6 +254,10 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 the codebooks (for a converted ImageBind model: ImageBind's embedding direction).
             path (`str`, *optional*): which path's codebooks/specific head to use (default: the modality's own path,
                 or the only path containing it).
+            bonds (`dict[str, float]`, *optional*): attached expert-space bonds to apply, name -> factor
+                (`codebind_hf.bond_io.apply_bonds`); a combination bond with factor 0 returns the unbonded embedding.
+            expert_features (`torch.Tensor` or `dict[str, torch.Tensor]`, *optional*): the expert embeddings of the
+                same inputs, for combination bonds without a registered expert encoder.
 
         Returns:
             `torch.FloatTensor` of shape `(batch, embed_dim)` (shared), `(batch, specific_dim)` (specific) or
@@ -259,6 +266,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         modality = self._check_modality(modality)
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        given = inputs  # what a bond's expert encoder sees
         if isinstance(inputs, dict) or hasattr(inputs, "keys"):
             inputs, attention_mask = self._pick_input(modality, inputs, attention_mask)
         self._check_input(modality, inputs)
@@ -279,6 +287,8 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             out = F.normalize(torch.cat([encoding.shared, encoding.specific], dim=-1), dim=-1)
         if clips:
             out = F.normalize(out.reshape(batch, -1, out.shape[-1]).mean(1), dim=-1)
+        if bonds:
+            out = apply_bonds(self, modality, out, bonds, expert_features=expert_features, inputs=given, part=part)
         return out
 
     def _pick_input(self, modality: str, batch, attention_mask):

@@ -33,7 +33,11 @@ def alignment_pairs(target: str, bridges: list[str]) -> list[tuple[str, str]]:
 
 
 def compute_path_loss(
-    model: CodeBindModel, path: str, encodings: dict[str, ModalityEncoding], inputs: dict[str, torch.Tensor]
+    model: CodeBindModel,
+    path: str,
+    encodings: dict[str, ModalityEncoding],
+    inputs: dict[str, torch.Tensor],
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted CodeBind loss of ``path`` and the unweighted losses by name (method doc §3).
 
@@ -42,6 +46,8 @@ def compute_path_loss(
     every codebook's pooled distances (mean); ``cuni``: codevector uniformity per codebook (mean; EMA codebooks
     are buffers, so this term is monitored but carries no gradient, as in the authors' code); ``orth`` and
     ``uni``: over modalities with a specific part (mean); ``recon``: decoder MSE to the input patches (mean).
+    ``targets`` `(N, N)`, *optional*: graded labels of the target-bridge pairs (`info_nce`'s soft targets), used by
+    the target-bridge ``align`` terms; the image-text term inside the bridge keeps hard labels.
     """
     config = model.config.path_config(path)
     if path not in encodings:
@@ -52,7 +58,9 @@ def compute_path_loss(
     ref = encodings[path].shared
     pairs = alignment_pairs(path, bridges)
     losses: dict[str, torch.Tensor] = {}
-    losses["align"] = torch.stack([info_nce(encodings[a].shared, encodings[b].shared, config.temperature) for a, b in pairs]).sum()
+    losses["align"] = torch.stack(
+        [info_nce(encodings[a].shared, encodings[b].shared, config.temperature, targets if a == path else None) for a, b in pairs]
+    ).sum()
     losses["cm"] = _mean(
         [
             cross_modal_code_matching(
