@@ -26,7 +26,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import wave
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,23 +33,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from codebind_hf.artifact_io import write_file_atomically
+
 from .suite import SUITES, get_benchmark
 
 CSV_BENCHMARKS = ("k400", "sun_d", "clotho", "tag_hard_soft")
 IMAGE_SIZE = 32
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -79,50 +67,50 @@ def _write_input(kind: str, folder: Path, index: int, rng: np.random.Generator) 
     """Write one input file; return its metadata fields (``file`` and extras)."""
     stem = f"item{index:03d}"
     if kind in ("image", "tactile"):
-        _atomic_bytes(folder / f"{stem}.png", _png(rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)))
+        write_file_atomically(folder / f"{stem}.png", _png(rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)))
         return {"file": f"{stem}.png"}
     if kind == "thermal":
         # Every other thermal item is a larger frame with a box to crop (LLVIP / FLIR store boxes).
         if index % 2:
-            _atomic_bytes(folder / f"{stem}.png", _png(rng.integers(0, 256, (40, 48), dtype=np.uint8)))
+            write_file_atomically(folder / f"{stem}.png", _png(rng.integers(0, 256, (40, 48), dtype=np.uint8)))
             return {"file": f"{stem}.png", "bbox": [4, 6, 36, 38]}
-        _atomic_bytes(folder / f"{stem}.png", _png(rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)))
+        write_file_atomically(folder / f"{stem}.png", _png(rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)))
         return {"file": f"{stem}.png"}
     if kind == "video":
         frames = rng.integers(0, 256, (4, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
         if index % 2:
             for t, frame in enumerate(frames[:3]):
-                _atomic_bytes(folder / stem / f"frame{t:04d}.png", _png(frame))
+                write_file_atomically(folder / stem / f"frame{t:04d}.png", _png(frame))
             return {"file": stem, "fps": 2}
-        _atomic_bytes(folder / f"{stem}.npy", _npy(frames))
+        write_file_atomically(folder / f"{stem}.npy", _npy(frames))
         return {"file": f"{stem}.npy", "fps": 2}
     if kind == "audio":
         if index % 2:
             rate = 22050
-            _atomic_bytes(folder / f"{stem}.npy", _npy((0.1 * rng.standard_normal(rate // 2)).astype(np.float32)))
+            write_file_atomically(folder / f"{stem}.npy", _npy((0.1 * rng.standard_normal(rate // 2)).astype(np.float32)))
             return {"file": f"{stem}.npy", "sampling_rate": rate}
-        _atomic_bytes(folder / f"{stem}.wav", _wav(0.1 * rng.standard_normal(8000), 16000))
+        write_file_atomically(folder / f"{stem}.wav", _wav(0.1 * rng.standard_normal(8000), 16000))
         return {"file": f"{stem}.wav"}
     if kind == "depth":
         depth = rng.uniform(0.5, 5.0, (IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
         if index % 2:
-            _atomic_bytes(folder / f"{stem}.png", _png((depth * 1000).astype(np.uint16)))
+            write_file_atomically(folder / f"{stem}.png", _png((depth * 1000).astype(np.uint16)))
             return {"file": f"{stem}.png"}
-        _atomic_bytes(folder / f"{stem}.npy", _npy(depth))
+        write_file_atomically(folder / f"{stem}.npy", _npy(depth))
         return {"file": f"{stem}.npy"}
     if kind == "imu":
-        _atomic_bytes(folder / f"{stem}.npy", _npy(rng.standard_normal((6, 2000)).astype(np.float32)))
+        write_file_atomically(folder / f"{stem}.npy", _npy(rng.standard_normal((6, 2000)).astype(np.float32)))
         return {"file": f"{stem}.npy"}
     if kind == "eeg":
-        _atomic_bytes(folder / f"{stem}.npy", _npy(rng.standard_normal((128, 512)).astype(np.float32)))
+        write_file_atomically(folder / f"{stem}.npy", _npy(rng.standard_normal((128, 512)).astype(np.float32)))
         return {"file": f"{stem}.npy"}
     if kind == "point":
         if index % 2:
             cloud = rng.standard_normal((512, 3)).astype(np.float32)  # xyz only, as ViT-Lens evaluates (no normals)
             text = "\n".join(",".join(f"{v:.6f}" for v in row) for row in cloud) + "\n"
-            _atomic_bytes(folder / f"{stem}.txt", text.encode())
+            write_file_atomically(folder / f"{stem}.txt", text.encode())
             return {"file": f"{stem}.txt"}
-        _atomic_bytes(folder / f"{stem}.npy", _npy(rng.standard_normal((1024, 3)).astype(np.float32)))
+        write_file_atomically(folder / f"{stem}.npy", _npy(rng.standard_normal((1024, 3)).astype(np.float32)))
         return {"file": f"{stem}.npy"}
     raise ValueError(f"unknown input kind {kind!r}")
 
@@ -176,7 +164,7 @@ def write_fixture(benchmark, root: str | os.PathLike, num_items: int = 4, seed: 
 def _write_metadata(folder: Path, records: list[dict], csv_format: bool) -> None:
     if not csv_format:
         text = "".join(json.dumps(r) + "\n" for r in records)
-        _atomic_bytes(folder / "metadata.jsonl", text.encode())
+        write_file_atomically(folder / "metadata.jsonl", text.encode())
         return
     rows = []
     for record in records:
@@ -191,7 +179,7 @@ def _write_metadata(folder: Path, records: list[dict], csv_format: bool) -> None
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_bytes(folder / "metadata.csv", buffer.getvalue().encode())
+    write_file_atomically(folder / "metadata.csv", buffer.getvalue().encode())
 
 
 def write_fixtures(root: str | os.PathLike, benchmarks: Iterable[str] | str = ("ib17", "vl"), num_items: int = 4,

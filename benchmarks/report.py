@@ -21,33 +21,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from huggingface_hub import ModelCard
 
+from codebind_hf.artifact_io import write_file_atomically
 from codebind_hf.model_cards import read_eval_results, render_base_card
 
 from .suite import get_benchmark
 
 PAPER_COLUMNS = ("ImageBind", "CodeBind-IB")
 TASK_TYPES = {"zero_shot_classification": "zero-shot-classification", "retrieval": "retrieval"}
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def build_payload(model: str, settings, definitions, results: dict, splits: dict, num_items: dict,
@@ -98,10 +82,10 @@ def markdown_table(payload: dict) -> str:
 def write_outputs(output_dir: str | os.PathLike, payload: dict) -> tuple[Path, Path]:
     """``results.json`` and ``results.md`` (the table) in ``output_dir``, each written atomically."""
     output_dir = Path(output_dir)
-    json_path = write_text_atomically(output_dir / "results.json", json.dumps(payload, indent=2) + "\n")
+    json_path = write_file_atomically(output_dir / "results.json", json.dumps(payload, indent=2) + "\n")
     title = f"# Benchmark results: {payload['model']} (part={payload['part']}, quantize={payload['quantize']})\n\n"
     notes = "".join(f"- {n}\n" for n in payload.get("notes", []))
-    md_path = write_text_atomically(output_dir / "results.md",
+    md_path = write_file_atomically(output_dir / "results.md",
                                     title + markdown_table(payload) + "\n" + (f"\nNotes:\n{notes}" if notes else ""))
     return json_path, md_path
 
@@ -129,7 +113,7 @@ def update_model_card(readme: str | os.PathLike, payload: dict, config=None, mod
         text = render_base_card(config, repo_id=hub_repo_id(model_name), results=payload)
     else:
         raise FileNotFoundError(f"{readme} not found, and no model config was given to generate a card")
-    return write_text_atomically(readme, text)
+    return write_file_atomically(readme, text)
 
 
-__all__ = ["build_payload", "markdown_table", "write_outputs", "update_model_card", "write_text_atomically"]
+__all__ = ["build_payload", "markdown_table", "write_outputs", "update_model_card"]

@@ -5,6 +5,8 @@ import os
 import pytest
 import torch
 
+from hub_server import hub, hub_server  # noqa: F401  (fixtures: a local Hub server for the tests that push and pull)
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
@@ -12,6 +14,16 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for this test: tiny tensors gain nothing from threads contending for shared cores. A test
+    file opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ Repositories live in memory; a revision is ``main`` or a commit oid (or a prefix
 ``hub.fail(action, status, message)`` makes an action fail (``message`` may contain ``{authorization}``, to
 check that a leaking server cannot make the client's token show up in our errors).
 
-Use the session fixture `hub_server` and `use_local_hub(monkeypatch, hub_server.endpoint)` in a test fixture.
+Tests take the fixture `hub` (registered for every test file by tests/conftest.py): the session's server, with
+`huggingface_hub` pointed at it through `use_local_hub` for the test, and no failures queued.
 """
 
 from __future__ import annotations
@@ -328,6 +329,15 @@ def hub_server():
         yield hub
 
 
+@pytest.fixture
+def hub(hub_server, monkeypatch):
+    """The session's `LocalHub`, with `huggingface_hub` pointed at it for this test (use unique repo ids)."""
+    use_local_hub(monkeypatch, hub_server.endpoint)
+    hub_server.failures.clear()
+    yield hub_server
+    hub_server.failures.clear()
+
+
 def use_local_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     """Point `huggingface_hub` at ``endpoint`` and allow network calls to loopback only, until ``monkeypatch``
     undoes it.
@@ -370,4 +380,4 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-__all__ = ["LocalHub", "local_hub", "hub_server", "use_local_hub", "git_blob_oid"]
+__all__ = ["LocalHub", "local_hub", "hub_server", "hub", "use_local_hub", "git_blob_oid"]

@@ -32,7 +32,6 @@ from codebind_hf.bonds import (
     train_projector,
 )
 from codebind_hf.losses import info_nce
-from hub_server import hub_server, use_local_hub  # noqa: F401  (hub_server is a session fixture)
 from tiny_models import tiny_config
 
 FACTORS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -40,15 +39,7 @@ TRAIN = dict(epochs=20, batch_size=128, lr=3e-3, progress=False)
 IMAGES = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
 TOKEN = "hf_secretTOKEN0123456789abcdef"
 _names = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny; one thread is faster than several contending for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def generated_spaces(n: int, seed: int, classes: int = 16, dz: int = 16, du: int = 32, de: int = 24):
@@ -464,14 +455,6 @@ def test_load_bond_refuses_mismatches(bonded, tmp_path):
     with pytest.raises(FileExistsError, match="holds other files"):
         save_bond(bonded, "expert", tmp_path)  # never wipes a folder that is not a bond artifact
     assert list_bonds(bonded) == ["disp", "expert"]
-
-
-@pytest.fixture
-def hub(hub_server, monkeypatch):  # noqa: F811
-    use_local_hub(monkeypatch, hub_server.endpoint)
-    hub_server.failures.clear()
-    yield hub_server
-    hub_server.failures.clear()
 
 
 @torch.no_grad()

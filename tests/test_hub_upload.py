@@ -15,20 +15,11 @@ from safetensors.torch import load_file
 
 from codebind_hf import CodeBindModel
 from codebind_hf.lora import add_lora
-from hub_server import hub_server, use_local_hub  # noqa: F401  (hub_server is a session fixture)
 from tiny_models import tiny_config
 
 DEPTH = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(7))
 TOKEN = "hf_secretTOKEN0123456789abcdef"
 _names = itertools.count()
-
-
-@pytest.fixture
-def hub(hub_server, monkeypatch):  # noqa: F811
-    use_local_hub(monkeypatch, hub_server.endpoint)
-    hub_server.failures.clear()
-    yield hub_server
-    hub_server.failures.clear()
 
 
 @pytest.fixture

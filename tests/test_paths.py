@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codebind_hf import CodeBindModel
-from codebind_hf import paths as paths_module
-from codebind_hf.lora import add_lora
+from codebind_hf import artifact_io
 from codebind_hf.artifact_io import file_sha256
+from codebind_hf.lora import add_lora
 from codebind_hf.paths import base_model_fingerprint
 from tiny_models import BERT, VIT, tiny_config
 
@@ -243,7 +243,7 @@ def test_writes_are_atomic_and_never_clobber_other_files(base_dir, tmp_path, mon
 
     with torch.no_grad():
         model.shared_heads["depth"].proj.weight.add_(1.0)
-    monkeypatch.setattr(paths_module, "save_file", broken_save)
+    monkeypatch.setattr(artifact_io, "save_file", broken_save)  # ArtifactFormat.save writes the weights
     with pytest.raises(OSError, match="disk full"):
         model.save_path("depth", folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from codebind_hf import CodeBindConfig, CodeBindModel
+from codebind_hf import CodeBindModel
 from codebind_hf.training.batching import EpochBatchSampler, PathCollator, pick
 from codebind_hf.training.checkpointing import rotate_checkpoints
 from codebind_hf.training.config import TrainConfig, apply_override, load_config_file, parse_args
@@ -23,37 +23,24 @@ from codebind_hf.training.data import load_dataset_dict, prepare_columns, resolv
 from codebind_hf.training.feature_cache import FeatureCache, tower_fingerprint
 from codebind_hf.training.objective import PathObjective
 from codebind_hf.training.train_path import train
-from test_training_toys import CLASSES, ToyProcessor, toy_columns, toy_dataset_dict
+from test_training_toys import CLASSES, ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns
 from tiny_models import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids oversubscription on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("training")
-    torch.manual_seed(0)
-    values = load_config_file("tiny")
-    base = CodeBindModel(CodeBindConfig(**{**values["model"]["config"], "paths": {}}))
-    base.save_pretrained(root / "base")
-    toy_dataset_dict().save_to_disk(str(root / "data"))
-    return root
+    return tiny_training_workdir(tmp_path_factory.mktemp("training"))
 
 
 def run_config(workdir, output_dir, *overrides) -> TrainConfig:
-    values = load_config_file("tiny")
-    values["model"] = {"name_or_path": str(workdir / "base")}
-    for assignment in (f"data.dataset={workdir / 'data'}", f"training.output_dir={output_dir}", *overrides):
+    values = tiny_run_values(workdir, output_dir, str(workdir / "data"))
+    for assignment in overrides:
         apply_override(values, assignment)
     return TrainConfig.from_dict(values)
 

@@ -15,41 +15,29 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codebind_hf import CodeBindConfig, CodeBindModel
+from codebind_hf import CodeBindModel
 from codebind_hf.losses import info_nce
 from codebind_hf.training.config import TrainConfig, load_config_file
 from codebind_hf.training.objective import PathObjective, ProjectorObjective, grade_targets
 from codebind_hf.training.projector import PROJECTOR_WEIGHTS, ProjectorHead, attach_projector, load_projector
 from codebind_hf.training.train_path import train
-from test_training_toys import ToyProcessor, toy_columns, toy_dataset_dict
+from test_training_toys import ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns, toy_dataset_dict
 from tiny_models import tiny_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("projector")
-    torch.manual_seed(0)
-    values = load_config_file("tiny")
-    CodeBindModel(CodeBindConfig(**{**values["model"]["config"], "paths": {}})).save_pretrained(root / "base")
-    toy_dataset_dict().save_to_disk(str(root / "data"))
-    return root
+    return tiny_training_workdir(tmp_path_factory.mktemp("projector"))
 
 
 def projector_config(workdir, output_dir, dataset=None, **training) -> TrainConfig:
-    values = load_config_file("tiny")
-    values["model"] = {"name_or_path": str(workdir / "base")}
+    values = tiny_run_values(workdir, output_dir, dataset if dataset is not None else str(workdir / "data"),
+                             **{"max_train_steps": 30, "checkpointing_steps": None, **training})
     values["path"].update(mode="projector", loss_weights={}, projector_hidden_dim=48)
-    values["data"]["dataset"] = dataset if dataset is not None else str(workdir / "data")
     values["cache"] = {"dir": str(workdir / "cache")}  # shared by the runs of this file: built once per data
-    values["training"].update({"output_dir": str(output_dir), "max_train_steps": 30, "checkpointing_steps": None, **training})
     return TrainConfig.from_dict(values)
 
 

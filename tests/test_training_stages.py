@@ -9,13 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from codebind_hf import CodeBindConfig, CodeBindModel
 from codebind_hf.configuration_codebind import normalize_path_config
 from codebind_hf.training.checkpointing import trained_state_dict
 from codebind_hf.training.config import TrainConfig, load_config_file
 from codebind_hf.training.stages import FINAL_STATE, STAGE_STATE, stage_config
 from codebind_hf.training.train_path import train
-from test_training_toys import ToyProcessor, toy_columns, toy_dataset_dict
+from test_training_toys import ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns, toy_dataset_dict
 
 STAGES = [
     {"name": "auto", "max_train_steps": 6, "loss_weights": {"cm": 0.0}},
@@ -23,21 +22,12 @@ STAGES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stages")
-    torch.manual_seed(0)
-    values = load_config_file("tiny")
-    CodeBindModel(CodeBindConfig(**{**values["model"]["config"], "paths": {}})).save_pretrained(root / "base")
-    toy_dataset_dict().save_to_disk(str(root / "tier_a"))
+    root = tiny_training_workdir(tmp_path_factory.mktemp("stages"), data="tier_a")
     features = toy_dataset_dict()["train"].features
     tier_b = datasets.Dataset.from_dict(toy_columns(48, seed=7, noise=0.5), features=features)
     datasets.DatasetDict({"train": tier_b}).save_to_disk(str(root / "tier_b"))
@@ -45,11 +35,8 @@ def workdir(tmp_path_factory):
 
 
 def staged_config(workdir, output_dir, **training) -> TrainConfig:
-    values = load_config_file("tiny")
-    values["model"] = {"name_or_path": str(workdir / "base")}
-    values["data"]["dataset"] = str(workdir / "tier_a")
-    values["training"].update(output_dir=str(output_dir), checkpointing_steps=2, logging_steps=1, save_full_model=False,
-                              **training)
+    values = tiny_run_values(workdir, output_dir, str(workdir / "tier_a"), checkpointing_steps=2, logging_steps=1,
+                             save_full_model=False, **training)
     stages = [dict(s) for s in STAGES]
     stages[1]["data"] = {"dataset": str(workdir / "tier_b")}
     values["stages"] = stages
@@ -157,11 +144,8 @@ def test_projector_stages_hand_over_the_projector_and_read_a_stage_grade_column(
     features = toy_dataset_dict()["train"].features
     columns = toy_columns(32, seed=11)
     graded = datasets.Dataset.from_dict(columns, features=features).add_column("grade", [0.0, 0.5, 1.0, 1.0] * 8)
-    values = load_config_file("tiny")
-    values["model"] = {"name_or_path": str(workdir / "base")}
+    values = tiny_run_values(workdir, tmp_path / "run", str(workdir / "tier_a"), checkpointing_steps=None, logging_steps=1)
     values["path"].update(mode="projector", loss_weights={})
-    values["data"]["dataset"] = str(workdir / "tier_a")
-    values["training"].update(output_dir=str(tmp_path / "run"), checkpointing_steps=None, logging_steps=1)
     values["stages"] = [{"name": "auto", "max_train_steps": 4},
                         {"name": "graded", "max_train_steps": 3, "loss_weights": {"align": 2.0},
                          "data": {"dataset": datasets.DatasetDict({"train": graded}), "columns": {"grade": "grade"}}}]

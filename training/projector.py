@@ -39,22 +39,24 @@ True
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from codebind_hf.artifact_io import file_sha256, write_dir_atomically
+from codebind_hf.artifact_io import ArtifactFormat
 from codebind_hf.modalities import canonical_modality
-from codebind_hf.paths import base_model_fingerprint
+from codebind_hf.paths import base_model_fingerprint, base_model_record, check_base_model
 
 PROJECTOR_CONFIG = "projector_config.json"
 PROJECTOR_WEIGHTS = "projector.safetensors"
 PROJECTOR_FORMAT = "codebind-projector"
 PROJECTOR_FORMAT_VERSION = 1
+PROJECTOR_ARTIFACT = ArtifactFormat(
+    "projector", PROJECTOR_CONFIG, PROJECTOR_WEIGHTS, PROJECTOR_FORMAT, PROJECTOR_FORMAT_VERSION,
+    required_keys=("modality", "bridges", "dims", "base_model"),
+)
 
 
 class ProjectorHead(nn.Module):
@@ -124,11 +126,7 @@ def projector_config_dict(model, target: str, bridges: list[str], temperature: f
         "bridges": bridges,
         "temperature": temperature,
         "dims": {"in_dim": head.in_dim, "hidden_dim": head.hidden_dim, "out_dim": head.out_dim},
-        "base_model": {
-            "name_or_path": str(getattr(model.config, "_name_or_path", "") or ""),
-            "revision": getattr(model, "hub_revision", None),
-            "fingerprint": base_model_fingerprint(model, target, {"bridges": bridges, "mode": "lora"}),
-        },
+        "base_model": base_model_record(model, base_model_fingerprint(model, target, {"bridges": bridges, "mode": "lora"})),
         "shapes": {k: list(v.shape) for k, v in head.state_dict().items()},
     }
 
@@ -137,37 +135,12 @@ def save_projector(model, target: str, save_directory: str | os.PathLike, *, bri
     """Write the projector artifact of ``target`` (a temporary folder, then a rename); returns the folder."""
     config = projector_config_dict(model, target, bridges, temperature)
     state = {k: v.detach().contiguous().cpu() for k, v in model.shared_heads[config["modality"]].state_dict().items()}
-
-    def write(staging: Path) -> None:
-        save_file(state, staging / PROJECTOR_WEIGHTS, metadata={"format": "pt"})
-        config["weights_sha256"] = file_sha256(staging / PROJECTOR_WEIGHTS)
-        (staging / PROJECTOR_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-    return write_dir_atomically(save_directory, write, replaceable=(PROJECTOR_CONFIG, PROJECTOR_WEIGHTS))
+    return PROJECTOR_ARTIFACT.save(save_directory, state, config)
 
 
 def read_projector_artifact(directory: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read and check a projector folder: format, version, checksum, shapes as recorded."""
-    directory = Path(directory)
-    config_file, weights_file = directory / PROJECTOR_CONFIG, directory / PROJECTOR_WEIGHTS
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file} not found: {directory} is not a CodeBind projector artifact")
-    config = json.loads(config_file.read_text())
-    if not isinstance(config, dict) or config.get("format") != PROJECTOR_FORMAT:
-        raise ValueError(f"{config_file} is not a CodeBind projector config (expected format {PROJECTOR_FORMAT!r})")
-    if config.get("version", 0) > PROJECTOR_FORMAT_VERSION:
-        raise ValueError(
-            f"{config_file} has format version {config['version']}; this codebind_hf reads up to {PROJECTOR_FORMAT_VERSION}"
-        )
-    checksum = file_sha256(weights_file)
-    if checksum != config.get("weights_sha256"):
-        raise ValueError(f"{weights_file} is corrupted or truncated: its sha256 differs from the one in {PROJECTOR_CONFIG}")
-    state = load_file(str(weights_file))
-    found = {k: list(v.shape) for k, v in state.items()}
-    if found != config["shapes"]:
-        raise ValueError(f"{weights_file} does not match the shapes in {PROJECTOR_CONFIG}: file {found}, config {config['shapes']}")
-    return config, state
+    return PROJECTOR_ARTIFACT.read(directory)
 
 
 def load_projector(model, directory: str | os.PathLike) -> str:
@@ -184,12 +157,8 @@ def load_projector(model, directory: str | os.PathLike) -> str:
     if {k: dims[k] for k in ours} != ours:
         raise ValueError(f"Dimension mismatch: the projector has {dims}, this model has {ours}")
     fingerprint = base_model_fingerprint(model, target, {"bridges": config["bridges"], "mode": "lora"})
-    if fingerprint != config["base_model"]["fingerprint"]:
-        raise ValueError(
-            f"Base model mismatch: the projector was trained on {config['base_model'].get('name_or_path')!r} "
-            f"(fingerprint {config['base_model']['fingerprint'][:12]}…), this model's frozen towers/heads differ "
-            f"(fingerprint {fingerprint[:12]}…)"
-        )
+    check_base_model(model, config["base_model"], fingerprint, "the projector",
+                     "its frozen towers/heads differ, so the projector would not fit")
     head = attach_projector(model, target, dims["hidden_dim"])
     head.load_state_dict(state, strict=True)
     return target

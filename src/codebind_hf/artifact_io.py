@@ -1,15 +1,21 @@
-"""Moving artifacts safely: atomic folder writes, checksums, and Hub transfers whose errors never show the token."""
+"""Moving artifacts safely: atomic file and folder writes, checksums, checked safetensors + json artifacts, and Hub
+transfers whose errors never show the token."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -19,6 +25,37 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_file_atomically(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8) to a temporary file beside ``path``, then rename it over ``path``, so that a
+    reader never sees a half-written file.
+
+    Example:
+
+    ```python
+    >>> import tempfile
+    >>> path = write_file_atomically(tempfile.mkdtemp() + "/out/results.json", '{"a": 1}')
+    >>> path.read_text()
+    '{"a": 1}'
+
+    ```
+
+    Returns:
+        `Path`: ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def write_dir_atomically(directory: str | os.PathLike, write: Callable[[Path], None], replaceable: Iterable[str]) -> Path:
@@ -135,4 +172,148 @@ def download_snapshot(repo_id: str, allow_patterns: list[str], revision: str | N
         return Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=allow_patterns))
 
 
-__all__ = ["file_sha256", "write_dir_atomically", "token_kept_out_of_errors", "resolve_hub_revision", "download_snapshot"]
+@dataclass(frozen=True)
+class ArtifactFormat:
+    """One kind of small artifact: a folder holding a JSON config and a safetensors weights file (plus
+    ``extra_files`` such as a card), which the config describes (``shapes``, ``weights_sha256``).
+
+    Args:
+        kind (`str`): what the artifact is called in errors ("path", "bond", ...).
+        config_file (`str`), weights_file (`str`): the two file names.
+        format (`str`): the value of the config's ``"format"`` key.
+        version (`int`): the newest format version this library reads.
+        required_keys (`tuple[str, ...]`): config keys besides ``shapes`` and ``weights_sha256`` a reader needs.
+        extra_files (`tuple[str, ...]`): other files the folder may hold (downloaded and replaced with it).
+
+    Example:
+
+    ```python
+    >>> import tempfile, torch
+    >>> toy = ArtifactFormat("toy", "toy_config.json", "toy.safetensors", "codebind-toy", 1)
+    >>> state = {"w": torch.ones(2, 3)}
+    >>> config = {"format": "codebind-toy", "version": 1, "shapes": {"w": [2, 3]}}
+    >>> folder = toy.save(tempfile.mkdtemp() + "/toy", state, config)
+    >>> config, loaded = toy.read(folder)
+    >>> sorted(config), torch.equal(loaded["w"], state["w"])
+    (['format', 'shapes', 'version', 'weights_sha256'], True)
+
+    ```
+    """
+
+    kind: str
+    config_file: str
+    weights_file: str
+    format: str
+    version: int
+    required_keys: tuple[str, ...] = ()
+    extra_files: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.config_file, self.weights_file, *self.extra_files)
+
+    def save(self, directory: str | os.PathLike, state: dict, config: dict,
+             write_extra: Callable[[Path], None] | None = None) -> Path:
+        """Write ``state`` and ``config`` to ``directory`` through `write_dir_atomically`; ``config`` gets the
+        weights' ``weights_sha256`` (in place) before it is written, then ``write_extra(staging_dir)`` runs.
+
+        Returns:
+            `Path`: ``directory``.
+        """
+
+        def write(staging: Path) -> None:
+            # One metadata key: safetensors writes a multi-key map in random order, and equal artifacts should be
+            # byte-identical (the Hub then skips unchanged files).
+            save_file(state, staging / self.weights_file, metadata={"format": "pt"})
+            config["weights_sha256"] = file_sha256(staging / self.weights_file)
+            (staging / self.config_file).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            if write_extra is not None:
+                write_extra(staging)
+
+        return write_dir_atomically(directory, write, replaceable=self.files)
+
+    def local_dir(self, repo_id_or_dir: str | os.PathLike, revision: str | None = None, token=None) -> Path:
+        """``repo_id_or_dir`` if it is a folder, else the snapshot of the Hub repo of that id (this format's files)."""
+        directory = Path(repo_id_or_dir)
+        if not directory.is_dir():
+            if directory.exists():
+                raise NotADirectoryError(f"{directory} is a file; pass the folder holding {self.config_file}")
+            directory = download_snapshot(str(repo_id_or_dir), list(self.files), revision=revision, token=token)
+        return directory
+
+    def read(self, directory: str | os.PathLike) -> tuple[dict, dict]:
+        """Read and check a folder of this format on its own: format and version, required keys, checksum, readable
+        safetensors, shapes as recorded. Every refusal names the file and what was expected.
+
+        Returns:
+            `tuple[dict, dict[str, torch.Tensor]]`: the config and the tensors.
+        """
+        directory = Path(directory)
+        config_file, weights_file = directory / self.config_file, directory / self.weights_file
+        for file in (config_file, weights_file):
+            if not file.is_file():
+                raise FileNotFoundError(f"{file} not found: {directory} is not a CodeBind {self.kind} artifact")
+        try:
+            config = json.loads(config_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{config_file} is not valid JSON: {err}") from err
+        if not isinstance(config, dict) or config.get("format") != self.format:
+            raise ValueError(f"{config_file} is not a CodeBind {self.kind} config (expected format {self.format!r})")
+        if config.get("version", 0) > self.version:
+            raise ValueError(
+                f"{config_file} has {self.kind} format version {config['version']}; this codebind_hf reads up to "
+                f"{self.version} (upgrade codebind_hf; the {self.kind} was written by {config.get('library_version')})"
+            )
+        missing = sorted({*self.required_keys, "shapes", "weights_sha256"} - set(config))
+        if missing:
+            raise ValueError(f"{config_file} lacks the keys {missing}")
+        checksum = file_sha256(weights_file)
+        if checksum != config["weights_sha256"]:
+            raise ValueError(
+                f"{weights_file} is corrupted or truncated: its sha256 is {checksum[:16]}…, "
+                f"{self.config_file} records {config['weights_sha256'][:16]}…"
+            )
+        try:
+            state = load_file(weights_file)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(f"{weights_file} is corrupted or truncated: {err}") from err
+        recorded = {k: list(v) for k, v in config["shapes"].items()}
+        found = {k: list(v.shape) for k, v in state.items()}
+        if recorded != found:
+            diff = sorted(k for k in set(recorded) | set(found) if recorded.get(k) != found.get(k))
+            raise ValueError(
+                f"{weights_file} does not match the shapes in {self.config_file}: "
+                + ", ".join(f"{k}: config {recorded.get(k)} vs file {found.get(k)}" for k in diff[:10])
+            )
+        return config, state
+
+
+def push_folder(write: Callable[[Path], str | os.PathLike], repo_id: str, *, token: str | bool | None = None,
+                private: bool | None = None, **upload_kwargs):
+    """Upload what ``write(tmp_dir)`` writes (it returns the folder to upload) to ``repo_id`` as one commit, creating
+    the repo (``private`` or not) if needed. Unchanged files are not re-uploaded and an unchanged folder makes no
+    commit. ``upload_kwargs`` (``commit_message``, ``commit_description``, ``revision``, ``create_pr``) go to
+    `huggingface_hub.HfApi.upload_folder`.
+
+    Returns:
+        `huggingface_hub.CommitInfo`. Errors never carry the token.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    with token_kept_out_of_errors(token), tempfile.TemporaryDirectory() as tmp:
+        folder = write(Path(tmp))
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, **upload_kwargs)
+
+
+__all__ = [
+    "file_sha256",
+    "write_file_atomically",
+    "write_dir_atomically",
+    "ArtifactFormat",
+    "push_folder",
+    "token_kept_out_of_errors",
+    "resolve_hub_revision",
+    "download_snapshot",
+]

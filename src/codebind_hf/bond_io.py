@@ -17,29 +17,27 @@ renamed into place (`codebind_hf.artifact_io`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from .artifact_io import download_snapshot, file_sha256, token_kept_out_of_errors, write_dir_atomically
+from .artifact_io import ArtifactFormat, push_folder
 from .bonds import SpaceBond, SpaceBondConfig
 from .modalities import canonical_modality
-from .paths import base_model_fingerprint
+from .paths import base_model_fingerprint, base_model_record, check_base_model
 
 logger = logging.getLogger(__name__)
 
 BOND_CONFIG = "bond_config.json"
 BOND_WEIGHTS = "bond.safetensors"
-BOND_FILES = (BOND_CONFIG, BOND_WEIGHTS)
 BOND_FORMAT = "codebind-bond"
 BOND_FORMAT_VERSION = 1
+BOND_ARTIFACT = ArtifactFormat(
+    "bond", BOND_CONFIG, BOND_WEIGHTS, BOND_FORMAT, BOND_FORMAT_VERSION, required_keys=("bond", "base_model", "dims")
+)
 
 
 # ---------------------------------------------------------------------------- attaching bonds to a model
@@ -177,11 +175,7 @@ def bond_config_dict(bond: SpaceBond, model=None, state: dict[str, torch.Tensor]
     base = None
     if model is not None:
         check_bond_fits(model, bond.config)
-        base = {
-            "name_or_path": str(getattr(model.config, "_name_or_path", "") or ""),
-            "revision": getattr(model, "hub_revision", None),
-            "fingerprint": bond_base_fingerprint(model, bond.config.modality),
-        }
+        base = base_model_record(model, bond_base_fingerprint(model, bond.config.modality))
     return {
         "format": BOND_FORMAT,
         "version": BOND_FORMAT_VERSION,
@@ -215,14 +209,7 @@ def save_bond(model_or_bond, name: str | None, save_directory: str | os.PathLike
     """
     bond, model = _resolve(model_or_bond, name)
     state = {k: v.detach().contiguous().cpu() for k, v in bond.state_dict().items()}
-    config = bond_config_dict(bond, model, state)
-
-    def write(staging: Path) -> None:
-        save_file(state, staging / BOND_WEIGHTS, metadata={"format": "pt"})
-        config["weights_sha256"] = file_sha256(staging / BOND_WEIGHTS)
-        (staging / BOND_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-    return write_dir_atomically(save_directory, write, replaceable=BOND_FILES)
+    return BOND_ARTIFACT.save(save_directory, state, bond_config_dict(bond, model, state))
 
 
 def push_bond(
@@ -241,17 +228,11 @@ def push_bond(
 
     Returns the `huggingface_hub.CommitInfo`. Errors never carry the token.
     """
-    from huggingface_hub import HfApi
-
     bond, _ = _resolve(model_or_bond, name)
-    api = HfApi(token=token)
-    with token_kept_out_of_errors(token), tempfile.TemporaryDirectory() as tmp:
-        folder = save_bond(model_or_bond, name, Path(tmp) / "bond")
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        return api.upload_folder(
-            repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
-            commit_message=commit_message or f"Upload CodeBind bond {bond.name}", commit_description=commit_description,
-        )
+    return push_folder(lambda tmp: save_bond(model_or_bond, name, tmp / "bond"), repo_id, private=private, token=token,
+                       revision=revision, create_pr=create_pr,
+                       commit_message=commit_message or f"Upload CodeBind bond {bond.name}",
+                       commit_description=commit_description)
 
 
 def read_bond_artifact(repo_id_or_dir: str | os.PathLike, revision: str | None = None, *,
@@ -261,48 +242,7 @@ def read_bond_artifact(repo_id_or_dir: str | os.PathLike, revision: str | None =
     Returns:
         `tuple[dict, dict[str, torch.Tensor]]`: the ``bond_config.json`` contents and the tensors.
     """
-    directory = Path(repo_id_or_dir)
-    if not directory.is_dir():
-        if directory.exists():
-            raise NotADirectoryError(f"{directory} is a file; pass the folder holding {BOND_CONFIG}")
-        directory = download_snapshot(str(repo_id_or_dir), list(BOND_FILES), revision=revision, token=token)
-    config_file, weights_file = directory / BOND_CONFIG, directory / BOND_WEIGHTS
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file} not found: {directory} is not a CodeBind bond artifact")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != BOND_FORMAT:
-        raise ValueError(f"{config_file} is not a CodeBind bond config (expected format {BOND_FORMAT!r})")
-    if config.get("version", 0) > BOND_FORMAT_VERSION:
-        raise ValueError(
-            f"{config_file} has bond format version {config['version']}; this codebind_hf reads up to "
-            f"{BOND_FORMAT_VERSION} (upgrade codebind_hf; the bond was written by {config.get('library_version')})"
-        )
-    missing = sorted({"bond", "base_model", "dims", "shapes", "weights_sha256"} - set(config))
-    if missing:
-        raise ValueError(f"{config_file} lacks the keys {missing}")
-    checksum = file_sha256(weights_file)
-    if checksum != config["weights_sha256"]:
-        raise ValueError(
-            f"{weights_file} is corrupted or truncated: its sha256 is {checksum[:16]}…, "
-            f"{BOND_CONFIG} records {config['weights_sha256'][:16]}…"
-        )
-    try:
-        state = load_file(weights_file)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{weights_file} is corrupted or truncated: {err}") from err
-    recorded = {k: list(v) for k, v in config["shapes"].items()}
-    found = {k: list(v.shape) for k, v in state.items()}
-    if recorded != found:
-        diff = sorted(k for k in set(recorded) | set(found) if recorded.get(k) != found.get(k))
-        raise ValueError(
-            f"{weights_file} does not match the shapes in {BOND_CONFIG}: "
-            + ", ".join(f"{k}: config {recorded.get(k)} vs file {found.get(k)}" for k in diff[:10])
-        )
-    return config, state
+    return BOND_ARTIFACT.read(BOND_ARTIFACT.local_dir(repo_id_or_dir, revision=revision, token=token))
 
 
 def _build(config: dict, state: dict[str, torch.Tensor]) -> SpaceBond:
@@ -348,14 +288,8 @@ def load_bond(
     if base is None:
         logger.warning("Bond %r records no base model; its fit to this model is not checked", bond.name)
     else:
-        fingerprint = bond_base_fingerprint(model, bond.config.modality)
-        if fingerprint != base["fingerprint"]:
-            raise ValueError(
-                f"Base model mismatch: bond {bond.name!r} was trained on {base.get('name_or_path')!r}"
-                f"{' @ ' + base['revision'] if base.get('revision') else ''} (fingerprint {base['fingerprint'][:12]}…), "
-                f"this model is {getattr(model.config, '_name_or_path', '')!r} (fingerprint {fingerprint[:12]}…); "
-                f"its {bond.config.modality} tower/shared head differ, so the bond's projector would not fit"
-            )
+        check_base_model(model, base, bond_base_fingerprint(model, bond.config.modality), f"bond {bond.name!r}",
+                         f"its {bond.config.modality} tower/shared head differ, so the bond's projector would not fit")
     bond.set_expert_encoder(expert_encoder)
     add_bond(model, bond, replace=replace)
     logger.info("Loaded bond %s from %s", bond.name, repo_id_or_dir)
@@ -378,4 +312,5 @@ __all__ = [
     "BOND_CONFIG",
     "BOND_WEIGHTS",
     "BOND_FORMAT_VERSION",
+    "BOND_ARTIFACT",
 ]

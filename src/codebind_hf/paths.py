@@ -18,18 +18,14 @@ are made from a temporary folder, and the Hub token is scrubbed from any error r
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .artifact_io import download_snapshot, file_sha256, resolve_hub_revision, token_kept_out_of_errors, write_dir_atomically
+from .artifact_io import ArtifactFormat, push_folder, resolve_hub_revision
 from .configuration_codebind import PathConfig, normalize_path_config
 from .heads import ProjectionHead
 from .modalities import canonical_modality
@@ -40,9 +36,12 @@ logger = logging.getLogger(__name__)
 PATH_CONFIG = "path_config.json"
 PATH_WEIGHTS = "path.safetensors"
 PATH_CARD = "README.md"
-ARTIFACT_FILES = (PATH_CONFIG, PATH_WEIGHTS, PATH_CARD)
 PATH_FORMAT = "codebind-path"
 PATH_FORMAT_VERSION = 1
+PATH_ARTIFACT = ArtifactFormat(
+    "path", PATH_CONFIG, PATH_WEIGHTS, PATH_FORMAT, PATH_FORMAT_VERSION,
+    required_keys=("modality", "path", "base_model", "dims", "quantizer"), extra_files=(PATH_CARD,),
+)
 _SAMPLE = 64  # values sampled per tensor for the fingerprint
 
 
@@ -78,6 +77,29 @@ def base_model_fingerprint(model: nn.Module, target: str, path: dict | None = No
     return digest.hexdigest()
 
 
+def base_model_record(model: nn.Module, fingerprint: str) -> dict:
+    """The ``base_model`` entry of an artifact's config: the model's id, Hub revision and the given fingerprint."""
+    return {
+        "name_or_path": str(getattr(model.config, "_name_or_path", "") or ""),
+        "revision": getattr(model, "hub_revision", None),
+        "fingerprint": fingerprint,
+    }
+
+
+def check_base_model(model: nn.Module, recorded: dict, fingerprint: str, artifact: str, consequence: str) -> None:
+    """Refuse, naming both sides, an artifact whose recorded ``base_model`` (see `base_model_record`) has another
+    fingerprint than ``fingerprint``, this model's; ``artifact`` names it ("the path") and ``consequence`` says
+    what would go wrong."""
+    expected = recorded["fingerprint"]
+    if fingerprint != expected:
+        raise ValueError(
+            f"Base model mismatch: {artifact} was trained on {recorded.get('name_or_path')!r}"
+            f"{' @ ' + recorded['revision'] if recorded.get('revision') else ''} (fingerprint {expected[:12]}…), "
+            f"this model is {getattr(model.config, '_name_or_path', '')!r} (fingerprint {fingerprint[:12]}…); "
+            f"{consequence}"
+        )
+
+
 def _path_prefixes(target: str, mode: str) -> tuple[str, ...]:
     prefixes = (f"quantizers.{target}.", f"specific_heads.{target}.", f"shared_heads.{target}.", f"logit_scales.{target}.")
     return prefixes + ((f"towers.{target}.",) if mode == "fulltune" else ())
@@ -95,44 +117,7 @@ def read_path_artifact(directory: str | os.PathLike) -> tuple[dict, dict[str, to
     Returns:
         `tuple[dict, dict[str, torch.Tensor]]`: the ``path_config.json`` contents and the tensors.
     """
-    directory = Path(directory)
-    config_file, weights_file = directory / PATH_CONFIG, directory / PATH_WEIGHTS
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file} not found: {directory} is not a CodeBind path artifact")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_file} is not valid JSON: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != PATH_FORMAT:
-        raise ValueError(f"{config_file} is not a CodeBind path config (expected format {PATH_FORMAT!r})")
-    if config.get("version", 0) > PATH_FORMAT_VERSION:
-        raise ValueError(
-            f"{config_file} has path format version {config['version']}; this codebind_hf reads up to "
-            f"{PATH_FORMAT_VERSION} (upgrade codebind_hf; the path was written by {config.get('library_version')})"
-        )
-    missing = sorted({"modality", "path", "base_model", "dims", "quantizer", "shapes", "weights_sha256"} - set(config))
-    if missing:
-        raise ValueError(f"{config_file} lacks the keys {missing}")
-    checksum = file_sha256(weights_file)
-    if checksum != config["weights_sha256"]:
-        raise ValueError(
-            f"{weights_file} is corrupted or truncated: its sha256 is {checksum[:16]}…, "
-            f"{PATH_CONFIG} records {config['weights_sha256'][:16]}…"
-        )
-    try:
-        state = load_file(weights_file)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{weights_file} is corrupted or truncated: {err}") from err
-    recorded = {k: list(v) for k, v in config["shapes"].items()}
-    found = {k: list(v.shape) for k, v in state.items()}
-    if recorded != found:
-        diff = sorted(k for k in set(recorded) | set(found) if recorded.get(k) != found.get(k))
-        raise ValueError(
-            f"{weights_file} does not match the shapes in {PATH_CONFIG}: "
-            + ", ".join(f"{k}: config {recorded.get(k)} vs file {found.get(k)}" for k in diff[:10])
-        )
-    return config, state
+    return PATH_ARTIFACT.read(directory)
 
 
 # ---------------------------------------------------------------------------- the mixin
@@ -281,11 +266,7 @@ class ModalityPathMixin:
             "library_version": __version__,
             "modality": target,
             "path": self.config.paths[target],
-            "base_model": {
-                "name_or_path": str(getattr(self.config, "_name_or_path", "") or ""),
-                "revision": getattr(self, "hub_revision", None),
-                "fingerprint": base_model_fingerprint(self, target),
-            },
+            "base_model": base_model_record(self, base_model_fingerprint(self, target)),
             "dims": self._path_dims(target),
             "quantizer": self.config.quantizer,
             "lora": lora,
@@ -324,17 +305,11 @@ class ModalityPathMixin:
         state = self.path_state_dict(target)
         config = self.path_config_dict(target, state)
 
-        def write(staging: Path) -> None:
-            # One metadata key: safetensors writes a multi-key map in random order, and equal artifacts should be
-            # byte-identical (the Hub then skips unchanged files).
-            save_file(state, staging / PATH_WEIGHTS, metadata={"format": "pt"})
-            config["weights_sha256"] = file_sha256(staging / PATH_WEIGHTS)
-            (staging / PATH_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-            if card:
-                text = render_path_card(config, repo_id=repo_id, training_data=training_data, results=results, license=license)
-                (staging / PATH_CARD).write_text(text)
+        def write_card(staging: Path) -> None:
+            text = render_path_card(config, repo_id=repo_id, training_data=training_data, results=results, license=license)
+            (staging / PATH_CARD).write_text(text)
 
-        return write_dir_atomically(save_directory, write, replaceable=ARTIFACT_FILES)
+        return PATH_ARTIFACT.save(save_directory, state, config, write_card if card else None)
 
     def push_path_to_hub(
         self,
@@ -356,19 +331,15 @@ class ModalityPathMixin:
         Unchanged files are not re-uploaded and an unchanged artifact makes no commit. Returns the
         `huggingface_hub.CommitInfo`. Errors never carry the token.
         """
-        from huggingface_hub import HfApi
-
         target = canonical_modality(target)
-        api = HfApi(token=token)
-        with token_kept_out_of_errors(token), tempfile.TemporaryDirectory() as tmp:
-            folder = self.save_path(target, Path(tmp) / "path", repo_id=repo_id, training_data=training_data,
-                                    results=results, license=license)
-            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            return api.upload_folder(
-                repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
-                commit_message=commit_message or f"Upload CodeBind {target} path",
-                commit_description=commit_description,
-            )
+
+        def write(tmp: Path) -> Path:
+            return self.save_path(target, tmp / "path", repo_id=repo_id, training_data=training_data, results=results,
+                                  license=license)
+
+        return push_folder(write, repo_id, private=private, token=token, revision=revision, create_pr=create_pr,
+                           commit_message=commit_message or f"Upload CodeBind {target} path",
+                           commit_description=commit_description)
 
     def push_to_hub(
         self,
@@ -395,21 +366,17 @@ class ModalityPathMixin:
         or a list of Hub dataset ids) and ``license`` (default CC BY-NC-SA 4.0, for ImageBind-derived weights).
         Returns the `huggingface_hub.CommitInfo`. Errors never carry the token.
         """
-        from huggingface_hub import HfApi
-
         from .model_cards import render_base_card
 
-        api = HfApi(token=token)
-        with token_kept_out_of_errors(token), tempfile.TemporaryDirectory() as tmp:
+        def write(tmp: Path) -> Path:
             card = render_base_card(self.config, repo_id=repo_id, results=results, training_data=training_data,
                                     license=license, tags=tags, revision=getattr(self, "hub_revision", None))
             self.save_pretrained(tmp, include_decoder=include_decoder, max_shard_size=max_shard_size)
-            (Path(tmp) / PATH_CARD).write_text(card)
-            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            return api.upload_folder(
-                repo_id=repo_id, folder_path=tmp, revision=revision, create_pr=create_pr,
-                commit_message=commit_message or "Upload CodeBind model", commit_description=commit_description,
-            )
+            (tmp / PATH_CARD).write_text(card)
+            return tmp
+
+        return push_folder(write, repo_id, private=private, token=token, revision=revision, create_pr=create_pr,
+                           commit_message=commit_message or "Upload CodeBind model", commit_description=commit_description)
 
     # ------------------------------------------------------------------ loading a path
     def load_path(
@@ -436,11 +403,7 @@ class ModalityPathMixin:
         Returns:
             `str`: the path's target modality.
         """
-        directory = Path(repo_id_or_dir)
-        if not directory.is_dir():
-            if directory.exists():
-                raise NotADirectoryError(f"{directory} is a file; pass the folder holding {PATH_CONFIG}")
-            directory = download_snapshot(str(repo_id_or_dir), list(ARTIFACT_FILES), revision=revision, token=token)
+        directory = PATH_ARTIFACT.local_dir(repo_id_or_dir, revision=revision, token=token)
         config, state = read_path_artifact(directory)
         target = canonical_modality(config["modality"])
         if target in self.quantizers and not replace:
@@ -477,16 +440,8 @@ class ModalityPathMixin:
             raise ValueError(f"Dimension mismatch: {_differences(config['dims'], ours)}")
         if config["quantizer"] != self.config.quantizer:
             raise ValueError(f"Quantizer settings differ: {_differences(config['quantizer'], self.config.quantizer)}")
-        expected = config["base_model"]["fingerprint"]
-        fingerprint = base_model_fingerprint(self, target, config["path"])
-        if fingerprint != expected:
-            theirs = config["base_model"]
-            raise ValueError(
-                f"Base model mismatch: the path was trained on {theirs.get('name_or_path')!r}"
-                f"{' @ ' + theirs['revision'] if theirs.get('revision') else ''} (fingerprint {expected[:12]}…), "
-                f"this model is {getattr(self.config, '_name_or_path', '')!r} (fingerprint {fingerprint[:12]}…); "
-                "its frozen towers/heads differ, so the path's codebooks and heads would not fit"
-            )
+        check_base_model(self, config["base_model"], base_model_fingerprint(self, target, config["path"]), "the path",
+                         "its frozen towers/heads differ, so the path's codebooks and heads would not fit")
         if any("lora_" in k for k in config["shapes"]) and not config.get("lora"):
             raise ValueError(f"{PATH_CONFIG} has LoRA tensors but no 'lora' settings (rank, alpha, blocks)")
 
@@ -527,9 +482,12 @@ class ModalityPathMixin:
 __all__ = [
     "ModalityPathMixin",
     "base_model_fingerprint",
+    "base_model_record",
+    "check_base_model",
     "read_path_artifact",
     "PATH_CONFIG",
     "PATH_WEIGHTS",
     "PATH_CARD",
     "PATH_FORMAT_VERSION",
+    "PATH_ARTIFACT",
 ]
