@@ -36,15 +36,27 @@ class ReconstructionDecoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.heads = nn.ModuleDict({m: nn.Linear(width, d) for m, (_, d) in targets.items()})
 
-    def forward(self, modality: str, patch_tokens: torch.Tensor) -> torch.Tensor:
-        """Predict `(batch, num_patches, patch_dim)` from quantised patch tokens `(batch, num_patches, in_dim)`."""
+    def forward(self, modality: str, patch_tokens: torch.Tensor, cls_token: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict `(batch, num_patches, patch_dim)` from quantised patch tokens `(batch, num_patches, in_dim)`.
+
+        ``cls_token`` `(batch, in_dim)`, *optional*: the quantised ``[ẑ_shared, ẑ_spec]`` CLS token. The method
+        reconstructs from *all* tokens: with it, the decoder attends to the CLS token too (it carries no position
+        embedding, which tells it apart; its output is dropped, as in MAE), so the pooled embeddings — what
+        inference returns — must hold what the patches need globally (voice, pitch, speed of a spectrogram).
+        """
         if modality not in self.heads:
             raise KeyError(f"the decoder has no head for modality {modality!r}; it reconstructs {sorted(self.heads)}")
         pos = self.position_embeddings[modality]
         if patch_tokens.shape[1] != pos.shape[1]:
             raise ValueError(f"{modality}: expected {pos.shape[1]} patch tokens, got {patch_tokens.shape[1]}")
         hidden = self.input_proj(patch_tokens) + pos
-        return self.heads[modality](self.norm(self.blocks(hidden)))
+        if cls_token is not None:
+            if cls_token.shape != (patch_tokens.shape[0], patch_tokens.shape[2]):
+                raise ValueError(f"{modality}: cls_token must have shape {(patch_tokens.shape[0], patch_tokens.shape[2])}, "
+                                 f"got {tuple(cls_token.shape)}")
+            hidden = torch.cat([self.input_proj(cls_token)[:, None], hidden], dim=1)
+        out = self.heads[modality](self.norm(self.blocks(hidden)))
+        return out if cls_token is None else out[:, 1:]
 
 
 __all__ = ["ReconstructionDecoder"]

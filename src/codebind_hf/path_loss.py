@@ -89,7 +89,8 @@ def compute_path_loss(
         enc = encodings[m]
         if enc.shared_tokens is None:
             continue
-        pred = model.decoder(m, torch.cat([enc.shared_tokens, enc.specific_tokens], dim=-1))
+        cls = torch.cat([enc.shared, enc.specific], dim=-1)
+        pred = model.decoder(m, torch.cat([enc.shared_tokens, enc.specific_tokens], dim=-1), cls)
         recon.append(reconstruction(pred, model.towers[m].patchify(inputs[m]).to(pred.dtype)))
     losses["recon"] = _mean(recon, ref)
     weights = config.loss_weights
