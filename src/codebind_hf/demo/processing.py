@@ -1,0 +1,82 @@
+"""The demo's processor: what the path trainer calls to turn dataset rows into model inputs.
+
+The demo's text tower is a table of frozen MiniLM prompt embeddings, so "tokenising" a prompt means finding
+its row; audio arrives as raw 16 kHz waveforms (float sequences plus a sampling rate, the schema any user
+dataset has) and becomes the normalised log-mel spectrogram the audio ViT takes; images are already
+`(1, size, size)` arrays in `[-1, 1]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .data import DemoData, audio_features
+
+
+class DemoProcessor:
+    """Callable processor for [`codebind_hf.training.train_path.train`] on the demo data.
+
+    Args:
+        prompts (`list[str]`): the prompt table of the text tower; a prompt's id is its index.
+        spec ([`DemoDataSpec`]): audio geometry (sample rate, clip length, log-mel settings).
+        audio_stats (`torch.Tensor` of shape `(2,)`): log-mel mean and std of the training clips.
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> import torch
+    >>> from codebind_hf.demo.data import DemoDataSpec
+    >>> from codebind_hf.demo.processing import DemoProcessor
+    >>> spec = DemoDataSpec()
+    >>> processor = DemoProcessor(["the digit one", "the digit two"], spec, torch.tensor([0.0, 1.0]))
+    >>> out = processor(text=["the digit two"], audio=[np.zeros(spec.num_samples)], sampling_rate=16000)
+    >>> out["input_ids"].tolist(), tuple(out["audio_values"].shape)
+    ([[1]], (1, 1, 32, 48))
+
+    ```
+    """
+
+    def __init__(self, prompts: Sequence[str], spec, audio_stats: torch.Tensor):
+        self.prompts = list(prompts)
+        self.index = {prompt: i for i, prompt in enumerate(self.prompts)}
+        self.spec = spec
+        self.audio_stats = torch.as_tensor(audio_stats, dtype=torch.float32)
+
+    @classmethod
+    def from_data(cls, data: DemoData) -> DemoProcessor:
+        return cls(data.prompts, data.spec, data.audio_stats)
+
+    def __call__(self, text=None, images=None, audio=None, sampling_rate=None, **unsupported) -> dict[str, torch.Tensor]:
+        if unsupported:
+            raise TypeError(f"DemoProcessor takes text, images and audio; got {sorted(unsupported)}")
+        out: dict[str, torch.Tensor] = {}
+        if text is not None:
+            missing = [t for t in text if t not in self.index]
+            if missing:
+                raise ValueError(f"prompt {missing[0]!r} is not in the demo's prompt table ({len(self.prompts)} prompts)")
+            out["input_ids"] = torch.tensor([[self.index[t]] for t in text], dtype=torch.long)
+            out["attention_mask"] = torch.ones_like(out["input_ids"])
+        if images is not None:
+            arrays = [np.asarray(image, dtype=np.float32) for image in images]
+            expected = (1, self.spec.image_size, self.spec.image_size)
+            bad = [a.shape for a in arrays if a.shape != expected]
+            if bad:
+                raise ValueError(f"images must be arrays of shape {expected}, got {bad[0]}")
+            out["pixel_values"] = torch.from_numpy(np.stack(arrays))
+        if audio is not None:
+            if sampling_rate != self.spec.sample_rate:
+                raise ValueError(f"audio must be sampled at {self.spec.sample_rate} Hz, got sampling_rate={sampling_rate}")
+            out["audio_values"] = audio_features(np.stack([np.asarray(a, dtype=np.float32) for a in audio]), self.spec, self.audio_stats)
+        return out
+
+    def to_dict(self) -> dict:
+        """What identifies this processor's output (the trainer's feature-cache key)."""
+        return {"processor_class": "DemoProcessor", "prompts": self.prompts, "stats": self.audio_stats.tolist(),
+                "spec": self.spec.fingerprint()}
+
+
+__all__ = ["DemoProcessor"]
