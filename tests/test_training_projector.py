@@ -216,3 +216,10 @@ def test_a_grade_column_feeds_the_trainer(workdir, tmp_path):
     config.data.columns["grade"] = "grade"
     with pytest.raises(ValueError, match=r"row 0, column 'grade': a grade must lie in \[0, 1\]"):
         train(config, processor=ToyProcessor())
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_disable_tqdm_switches_the_progress_bar_off(workdir, tmp_path, capfd, disable):
+    train(projector_config(workdir, tmp_path / "run", max_train_steps=3, disable_tqdm=disable), processor=ToyProcessor())
+    bar = "path depth:" in capfd.readouterr().err
+    assert bar is not disable

@@ -162,6 +162,7 @@ class TrainingArguments:
         default=None, metadata={"help": "stop (with a checkpoint) after this many steps in this invocation; resume later"}
     )
     logging_steps: int = 10
+    disable_tqdm: bool = field(default=False, metadata={"help": "no progress bar (e.g. when several runs share a terminal)"})
     eval_steps: int | None = field(default=None, metadata={"help": "zero-shot evaluation interval (and at the end)"})
     report_to: str = field(default="none", metadata={"help": "none | tensorboard | all"})
     tracker_project_name: str = "codebind-path"

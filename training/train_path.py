@@ -282,7 +282,8 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
 
     # 8. Training loop ---------------------------------------------------------------------------------------
     accum = t.gradient_accumulation_steps
-    progress = tqdm(total=max_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process, desc=f"path {target}")
+    progress = tqdm(total=max_steps, initial=state["global_step"], disable=t.disable_tqdm or not accelerator.is_local_main_process,
+                    desc=f"path {target}")
     window: dict[str, list[float]] = {}
     weights = None
     params = [q for q in objective.parameters() if q.requires_grad]

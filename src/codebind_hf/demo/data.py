@@ -264,11 +264,6 @@ def place_clip(audio: np.ndarray, spec: DemoDataSpec, rng: np.random.Generator) 
     return clip
 
 
-def clip_features(audio: np.ndarray, spec: DemoDataSpec, rng: np.random.Generator, filters: np.ndarray) -> np.ndarray:
-    """Log-mel `(n_mels, n_frames)` of [`place_clip`]'s clip of ``audio`` (unnormalised)."""
-    return log_mel(place_clip(audio, spec, rng), spec.n_fft, spec.hop_length, filters)
-
-
 def audio_features(waveforms, spec: DemoDataSpec, stats: torch.Tensor) -> torch.Tensor:
     """Normalised log-mels `(N, 1, n_mels, n_frames)` of `(N, num_samples)` clips at ``spec.sample_rate``.
 
@@ -298,7 +293,7 @@ def _audio_split(spec: DemoDataSpec, voices: tuple[str, ...], espeak: str, progr
         for s in range(len(spec.speeds))
         for p in range(len(spec.pitches))
     ]
-    filters = mel_filterbank(spec.n_mels, spec.n_fft, spec.sample_rate)
+    filters = _filters(spec.n_mels, spec.n_fft, spec.sample_rate)
 
     def run(job):
         digit, voice, s, p = job
@@ -469,7 +464,6 @@ __all__ = [
     "mel_filterbank",
     "log_mel",
     "place_clip",
-    "clip_features",
     "audio_features",
     "embed_prompts",
     "minilm_path",

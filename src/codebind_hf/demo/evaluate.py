@@ -118,18 +118,23 @@ def codebook_indices(model: CodeBindModel, data: DemoData, batch_size: int = 256
     return {name: torch.cat(chunks) for name, chunks in found.items() if chunks}
 
 
-def codebook_stats(model: CodeBindModel, data: DemoData) -> dict[str, dict[str, float]]:
-    """``{codebook: {"usage", "perplexity", "size"}}`` over the evaluation data."""
+def codebook_stats(model: CodeBindModel, data: DemoData) -> dict[str, dict]:
+    """``{codebook: {"usage", "perplexity", "size", "counts"}}`` over the evaluation data (``counts``: assignments
+    per code, `(size,)`)."""
     books = model.quantizers[PATH].codebooks()
     stats = {}
     for name, indices in codebook_indices(model, data).items():
         book = books[name]
-        stats[name] = {"usage": book.usage(indices), "perplexity": book.perplexity(indices), "size": book.codebook_size}
+        stats[name] = {"usage": book.usage(indices), "perplexity": book.perplexity(indices), "size": book.codebook_size,
+                       "counts": torch.bincount(indices.flatten(), minlength=book.codebook_size)}  # fmt: skip
     return stats
 
 
-def evaluate_arm(model: CodeBindModel, arm: str, data: DemoData, seed: int = 0) -> tuple[dict[str, float | None], ArmEmbeddings]:
-    """All metrics of one trained arm (``None`` where the arm has no such part) and its embeddings."""
+def evaluate_arm(
+    model: CodeBindModel, arm: str, data: DemoData, seed: int = 0
+) -> tuple[dict[str, float | None], ArmEmbeddings, dict[str, dict] | None]:
+    """All metrics of one trained arm (``None`` where the arm has no such part), its embeddings, and its
+    [`codebook_stats`] (``None`` for an arm without codebooks)."""
     emb = embed_arm(model, arm, data)
     meta = data.audio_test_meta
     digits = meta[:, META_COLUMNS["digit"]]
@@ -168,11 +173,12 @@ def evaluate_arm(model: CodeBindModel, arm: str, data: DemoData, seed: int = 0) 
             metrics[f"codebook_usage_{name}"] = s["usage"]
             metrics[f"codebook_perplexity_{name}"] = s["perplexity"]
     else:  # the same keys for every arm (None: no codebook, so nothing before or after it)
+        stats = None
         metrics["zero_shot_acc_prequant"] = metrics["codebook_usage"] = None
         for attribute in ("voice", "speed"):
             for part in ("shared", "specific", "concat"):
                 metrics[f"probe_{attribute}_{part}_prequant"] = None
-    return metrics, emb
+    return metrics, emb, stats
 
 
 def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, dict[str, float | None]]:

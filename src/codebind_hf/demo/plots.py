@@ -80,16 +80,14 @@ def plot_tsne(
     return _save(fig, path)
 
 
-def plot_codebook_usage(indices: dict[str, torch.Tensor], sizes: dict[str, int], path: str | os.PathLike) -> Path:
-    """Per codebook, how often each code is used on the evaluation data (codes sorted by count)."""
+def plot_codebook_usage(stats: dict[str, dict], path: str | os.PathLike) -> Path:
+    """Per codebook, how often each code is used on the evaluation data (codes sorted by count); ``stats`` is
+    `codebook_stats` output (`codebind_hf.demo.evaluate`)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(indices), figsize=(4.8 * len(indices), 3.6), squeeze=False)
-    for ax, (name, idx) in zip(axes[0], indices.items()):
-        counts = torch.bincount(idx.flatten(), minlength=sizes[name]).double()
-        probs = counts / counts.sum()
-        perplexity = float(torch.exp(-(probs[probs > 0] * probs[probs > 0].log()).sum()))
-        ax.bar(np.arange(sizes[name]), np.sort(counts.numpy())[::-1], width=1.0, color="tab:purple")
-        ax.set_title(f"{name} (K={sizes[name]}): {float((counts > 0).double().mean()):.0%} used, perplexity {perplexity:.0f}", fontsize=9)
+    fig, axes = plt.subplots(1, len(stats), figsize=(4.8 * len(stats), 3.6), squeeze=False)
+    for ax, (name, book) in zip(axes[0], stats.items()):
+        ax.bar(np.arange(book["size"]), np.sort(book["counts"].numpy())[::-1], width=1.0, color="tab:purple")
+        ax.set_title(f"{name} (K={book['size']}): {book['usage']:.0%} used, perplexity {book['perplexity']:.0f}", fontsize=9)
         ax.set_xlabel("code (sorted by use)")
         ax.set_ylabel("assignments")
     fig.suptitle("CodeBind codebook usage on the evaluation data (all tokens)")

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from ..artifact_io import write_file_atomically
-from .data import DEFAULT_SPEC, QUICK_SPEC, default_cache_dir, load_demo_data
-from .evaluate import codebook_indices, evaluate_arm, aggregate
+from .data import DEFAULT_SPEC, QUICK_SPEC, DemoData, default_cache_dir, load_demo_data
+from .evaluate import aggregate, evaluate_arm
 from .plots import plot_codebook_usage, plot_losses, plot_probes, plot_tsne
 from .train import ABLATIONS, DEFAULT_BUDGET, QUICK_BUDGET, arm_model, build_model, train_arm, train_bridge
 
@@ -106,28 +106,28 @@ def format_table(results: dict, arms: list[str], metrics=REPORTED) -> str:
     return "\n".join(lines)
 
 
-def run_arm(spec, budget, arm: str, seed: int, cache_dir, threads: int, progress: bool, keep_details: bool) -> dict:
+def run_arm(spec, budget, arm: str, seed: int, cache_dir, threads: int, progress: bool, keep_details: bool,
+            data: DemoData | None = None) -> dict:
     """One arm of one seed: stage 0 (deterministic for the seed, so every arm of a seed starts from the same bridge
     and initial weights), stage 1 and the evaluation. Runs in a worker process.
 
     Returns the arm's metrics and loss summaries, and with ``keep_details`` what the plots need (embeddings, loss
-    curve, codebook indices of the CodeBind arm).
+    curve, codebook statistics). ``data`` is the loaded dataset when running in this process (workers read the cache).
     """
     torch.set_num_threads(threads)
-    if not progress:  # also silence the trainer's and transformers' bars (workers would interleave theirs)
+    if not progress:  # also silence transformers' save/load bars (the trainer's own is off via its config)
         from huggingface_hub.utils import disable_progress_bars
         from transformers.utils import logging as transformers_logging
 
-        os.environ["TQDM_DISABLE"] = "1"
         disable_progress_bars()
         transformers_logging.disable_progress_bar()
-    data = load_demo_data(spec, cache_dir=cache_dir, progress=False)
+    data = data if data is not None else load_demo_data(spec, cache_dir=cache_dir, progress=False)
     workdir = Path(tempfile.mkdtemp(prefix="codebind-demo-"))  # base model and trainer run of the arm
     try:
         reference = build_model(data, budget, seed)
         bridge = _loss_summary({"loss": train_bridge(reference, data, budget, seed, progress)})
         model, history = train_arm(arm_model(reference, data, budget, arm, seed), data, budget, arm, seed, workdir, progress)
-        metrics, embeddings = evaluate_arm(model, arm, data, seed)
+        metrics, embeddings, codebooks = evaluate_arm(model, arm, data, seed)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     line = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("zero_shot_acc", "audio_to_image_r1", "probe_voice_concat", "probe_voice_shared")
@@ -136,24 +136,23 @@ def run_arm(spec, budget, arm: str, seed: int, cache_dir, threads: int, progress
     out = {"seed": seed, "arm": arm, "metrics": metrics, "loss": _loss_summary(history), "bridge": bridge}
     if keep_details:
         out.update(embeddings=embeddings, history=history)
-        if arm == "codebind":
-            out["codebooks"] = codebook_indices(model, data)
-            out["sizes"] = {n: q.codebook_size for n, q in model.quantizers["audio"].codebooks().items()}
+        out["codebooks"] = codebooks
     return out
 
 
-def _run_jobs(spec, budget, arms, seed_list, cache_dir, workers: int, threads: int, progress: bool) -> list[dict]:
+def _run_jobs(data: DemoData, budget, arms, seed_list, cache_dir, workers: int, threads: int, progress: bool) -> list[dict]:
     """Every (seed, arm), in ``workers`` spawned processes (one CPU thread each by default) or in this process.
     The slow CodeBind jobs go first, so the pool ends together."""
-    jobs = [(spec, budget, arm, seed, cache_dir, threads, progress and workers == 1, seed == seed_list[0])
+    jobs = [(data.spec, budget, arm, seed, cache_dir, threads, progress and workers == 1, seed == seed_list[0])
             for arm in arms for seed in seed_list]  # fmt: skip
     if workers == 1:
-        return [run_arm(*job) for job in jobs]
+        return [run_arm(*job, data=data) for job in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    print(f"[codebind-demo] {len(jobs)} runs (arms x seeds) on {workers} worker processes, {threads} thread(s) each", flush=True)
     from tqdm.auto import tqdm
+
+    print(f"[codebind-demo] {len(jobs)} runs (arms x seeds) on {workers} worker processes, {threads} thread(s) each", flush=True)
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_arm, *job) for job in jobs]
@@ -189,7 +188,7 @@ def run_demo(
     print(f"[codebind-demo] {data.summary()}", flush=True)
     data_seconds = time.perf_counter() - start
 
-    runs = _run_jobs(spec, budget, arms, seed_list, cache_dir, workers, threads, progress)
+    runs = _run_jobs(data, budget, arms, seed_list, cache_dir, workers, threads, progress)
     by_key = {(run["arm"], run["seed"]): run for run in runs}
     first = {arm: by_key[arm, seed_list[0]] for arm in arms}
     per_seed = {arm: [by_key[arm, seed]["metrics"] for seed in seed_list] for arm in arms}
@@ -204,7 +203,7 @@ def run_demo(
     plots = {
         "tsne": plot_tsne({a: first[a]["embeddings"] for a in ("baseline", "codebind")}, data.audio_test_meta[:, 0],
                           data.image_test_labels, data.prompt_labels, output / "tsne_shared.png"),  # fmt: skip
-        "codebook_usage": plot_codebook_usage(first["codebind"]["codebooks"], first["codebind"]["sizes"], output / "codebook_usage.png"),
+        "codebook_usage": plot_codebook_usage(first["codebind"]["codebooks"], output / "codebook_usage.png"),
         "probes": plot_probes(results, arms, output / "probes.png"),
         "losses": plot_losses({arm: first[arm]["history"] for arm in arms}, output / "losses.png"),
     }
@@ -231,7 +230,6 @@ def run_demo(
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``codebind-demo``."""
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     run_demo(args.quick, args.output, args.ablations, args.cache_dir, args.seeds, not args.no_progress, args.workers, args.threads)
     return 0
 

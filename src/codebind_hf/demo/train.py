@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -237,15 +236,11 @@ def decoupling_loss(model: CodeBindModel, batch: dict[str, torch.Tensor], budget
 
 # ---------------------------------------------------------------------------------------------- loops
 def _optimizer(params: list[torch.nn.Parameter], budget: DemoBudget, steps: int):
+    """AdamW (0.9, 0.95) with the path trainer's schedule: linear warm-up, then cosine to lr / 50."""
+    from ..training.path_setup import lr_lambda
+
     optimizer = torch.optim.AdamW(params, lr=budget.lr, betas=(0.9, 0.95), weight_decay=budget.weight_decay)
-
-    def schedule(step: int) -> float:  # linear warm-up, then cosine to lr / 50 (the paper's schedule)
-        if step < budget.warmup_steps:
-            return (step + 1) / budget.warmup_steps
-        progress = (step - budget.warmup_steps) / max(1, steps - budget.warmup_steps)
-        return 1 / 50 + (1 - 1 / 50) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(budget.warmup_steps, steps, 1 / 50))
 
 
 def _progress(total: int, desc: str, progress: bool):
@@ -310,7 +305,8 @@ def path_dataset(data: DemoData, seed: int):
     return datasets.Dataset.from_dict(columns, features=features).with_format("numpy")
 
 
-def train_config(data: DemoData, budget: DemoBudget, arm: str, seed: int, base_dir: Path, output_dir: Path):
+def train_config(data: DemoData, budget: DemoBudget, arm: str, seed: int, base_dir: Path, output_dir: Path,
+                 progress: bool = True):
     """The path trainer's configuration of an arm (every arm shares the optimisation settings)."""
     from ..training.config import TrainConfig
 
@@ -324,7 +320,7 @@ def train_config(data: DemoData, budget: DemoBudget, arm: str, seed: int, base_d
                      "max_train_steps": budget.path_steps, "learning_rate": budget.lr, "learning_rate_new": budget.lr,
                      "weight_decay": budget.weight_decay, "warmup_steps": budget.warmup_steps,
                      "max_grad_norm": budget.max_grad_norm, "checkpointing_steps": None, "logging_steps": budget.path_steps,
-                     "save_full_model": False, "report_to": "none"},
+                     "save_full_model": False, "report_to": "none", "disable_tqdm": not progress},
     })  # fmt: skip
 
 
@@ -336,14 +332,14 @@ class _QuietTrainerLogs(logging.Filter):
 
 
 def train_with_path_trainer(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int,
-                            workdir: Path) -> tuple[CodeBindModel, dict[str, list[float]]]:
+                            workdir: Path, progress: bool = True) -> tuple[CodeBindModel, dict[str, list[float]]]:
     """Stage 1 of a codebook arm through the library's path trainer; returns the trained model and its losses."""
     from ..training.train_path import train
     from .processing import DemoProcessor
 
     base_dir = workdir / f"{arm}-seed{seed}" / "base"
     model.save_pretrained(base_dir, include_decoder=True)
-    config = train_config(data, budget, arm, seed, base_dir, workdir / f"{arm}-seed{seed}" / "run")
+    config = train_config(data, budget, arm, seed, base_dir, workdir / f"{arm}-seed{seed}" / "run", progress)
     quiet, trainer_logger = _QuietTrainerLogs(), logging.getLogger("codebind_hf.training")
     trainer_logger.addFilter(quiet)
     try:
@@ -379,15 +375,14 @@ def train_with_own_loss(model: CodeBindModel, data: DemoData, budget: DemoBudget
     from ..training.path_setup import build_optimizer, configure_trainable
 
     configure_trainable(model, PATH, PathArguments(target=PATH, mode="fulltune"), list(model.config.path_modalities(PATH)))
-    freeze_bridge(model)
+    model.train()
+    freeze_bridge(model)  # after train(): the bridge stays frozen and in eval mode
     args = TrainingArguments(learning_rate=budget.lr, learning_rate_new=budget.lr, weight_decay=budget.weight_decay,
                              warmup_steps=budget.warmup_steps)  # fmt: skip
     optimizer, scheduler = build_optimizer(model, args, budget.path_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     sampler, collator, loader = _same_batches(model, data, budget, seed)
     history: dict[str, list[float]] = {"loss": []}
-    model.train()
-    freeze_bridge(model)
     bar = _progress(budget.path_steps, f"stage 1 {arm} (seed {seed})", progress)
     epoch = 0
     while len(history["loss"]) < budget.path_steps:
@@ -422,7 +417,7 @@ def train_arm(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str
     if arm not in ARMS:
         raise ValueError(f"Unknown arm {arm!r}; expected one of {ARMS}")
     if arm in ("codebind", "codebook_only"):
-        return train_with_path_trainer(model, data, budget, arm, seed, Path(workdir))
+        return train_with_path_trainer(model, data, budget, arm, seed, Path(workdir), progress)
     return model, train_with_own_loss(model, data, budget, arm, seed, progress)
 
 
