@@ -14,18 +14,18 @@ from huggingface_hub import ModelCard
 from sklearn.metrics import accuracy_score
 
 from codebind_hf import CodeBindConfig, CodeBindModel
-from codebind_hf.benchmarks.adapters import LocalBenchmark, processor_inputs
-from codebind_hf.benchmarks.fixtures import write_fixture, write_fixtures
-from codebind_hf.benchmarks.report import markdown_table, update_model_card
-from codebind_hf.benchmarks.run_benchmarks import main, parse_benchmarks, parse_paths
-from codebind_hf.benchmarks.suite import BENCHMARKS, SUITES, get_benchmark
+from codebind_hf.evaluation.datasets import LocalBenchmark, processor_inputs
+from codebind_hf.evaluation.fixtures import write_fixture, write_fixtures
+from codebind_hf.evaluation.report import markdown_table, update_model_card
+from codebind_hf.evaluation.cli import main, parse_benchmarks, parse_paths
+from codebind_hf.evaluation.suite import BENCHMARKS, SUITES, get_benchmark
 from codebind_hf.encoders.imagebind import imagebind_modality_configs
 from codebind_hf.feature_extraction_codebind import CodeBindFeatureExtractor
 from codebind_hf.feature_extraction_sensors import CodeBindSensorFeatureExtractor
 from codebind_hf.image_processing_codebind import CodeBindImageProcessor
-from codebind_hf.model_cards import read_eval_results
+from codebind_hf.adapters.model_cards import read_eval_results
 from codebind_hf.processing_codebind import CodeBindProcessor
-from codebind_hf.zero_shot import build_prompts, expand_prompt_names, zero_shot_classifier, zero_shot_scores
+from codebind_hf.evaluation.zero_shot import build_prompts, expand_prompt_names, zero_shot_classifier, zero_shot_scores
 
 IMAGEBIND_TOWERS = ("vision", "text", "audio", "depth", "thermal", "tactile", "eeg")
 
@@ -339,7 +339,7 @@ def test_argument_parsing_and_path_choice(setup, capsys):
 def test_two_processes_give_the_numbers_of_one(setup, ib17_run, tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--main_process_port", str(29500 + os.getpid() % 1000), "-m", "codebind_hf.benchmarks.run_benchmarks",
+               "--main_process_port", str(29500 + os.getpid() % 1000), "-m", "codebind_hf.evaluation.cli",
                *_argv(setup, tmp_path / "ddp", "ib17", extra=["--templates", "identity"])]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -2,8 +2,10 @@
 
 import json
 
-from codebind_hf.benchmarks.perf import index as index_bench
-from codebind_hf.benchmarks.perf import quantizer as quantizer_bench
+from tiny_models import load_script
+
+index_bench = load_script("benchmarks/perf/index.py")
+quantizer_bench = load_script("benchmarks/perf/quantizer.py")
 
 
 def _result_line(capsys):

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from codebind_hf import CodeBindModel
-from codebind_hf.artifact_io import file_sha256
-from codebind_hf.bond_io import (
+from codebind_hf.adapters.io import file_sha256
+from codebind_hf.adapters.bond_io import (
     add_bond,
     bond_base_fingerprint,
     list_bonds,
@@ -22,7 +22,7 @@ from codebind_hf.bond_io import (
     remove_bond,
     save_bond,
 )
-from codebind_hf.bonds import (
+from codebind_hf.adapters.bonds import (
     ProjectorMixture,
     SpaceBond,
     SpaceBondConfig,
@@ -31,7 +31,7 @@ from codebind_hf.bonds import (
     train_bond,
     train_projector,
 )
-from codebind_hf.losses import info_nce
+from codebind_hf.losses.functional import info_nce
 from tiny_models import tiny_config
 
 FACTORS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -411,7 +411,7 @@ def test_bare_bond_loads_with_a_warning(base_dir, tmp_path, caplog):
     folder = save_bond(bond, None, tmp_path / "bare")
     assert json.loads((folder / "bond_config.json").read_text())["base_model"] is None
     model = CodeBindModel.from_pretrained(base_dir)
-    with caplog.at_level(logging.WARNING, logger="codebind_hf.bond_io"):
+    with caplog.at_level(logging.WARNING, logger="codebind_hf.adapters.bond_io"):
         assert load_bond(model, folder) == "expert"
     assert "records no base model" in caplog.text
     with pytest.raises(ValueError, match="named 'expert', not 'other'"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from codebind_hf.configuration_codebind import DecoderConfig
-from codebind_hf.decoder import ReconstructionDecoder
+from codebind_hf.modules.decoder import ReconstructionDecoder
 
 
 @pytest.fixture

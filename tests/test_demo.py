@@ -14,7 +14,7 @@ import torch
 from codebind_hf.demo import data as demo_data
 from codebind_hf.demo.evaluate import aggregate, class_embeddings, modality_gap, recall_at_k, zero_shot_accuracy
 from codebind_hf.demo.run import REPORTED, format_table, main, parse_args
-from codebind_hf.encoders.mlp import PrecomputedEmbeddingConfig, PrecomputedEmbeddingModel
+from codebind_hf.encoders.precomputed import PrecomputedEmbeddingConfig, PrecomputedEmbeddingModel
 
 REQUIRED = (
     "zero_shot_acc",

@@ -14,7 +14,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from safetensors.torch import load_file
 
 from codebind_hf import CodeBindModel
-from codebind_hf.lora import add_lora
+from codebind_hf.adapters.lora import add_lora
 from tiny_models import tiny_config
 
 DEPTH = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(7))

@@ -85,7 +85,7 @@ def test_vision_patchify_matches_the_stem(converted):
 
 
 def test_lora_wraps_only_the_last_blocks_and_keeps_outputs(converted, reference_io):
-    from codebind_hf.lora import add_lora, set_trainable
+    from codebind_hf.adapters.lora import add_lora, set_trainable
 
     model = convert_imagebind_checkpoint(CHECKPOINT, CONFIG)
     x = reference_io["input.depth"]
@@ -101,7 +101,7 @@ def test_lora_wraps_only_the_last_blocks_and_keeps_outputs(converted, reference_
 
 
 def test_lora_settings_come_from_the_path_config():
-    from codebind_hf.lora import add_lora
+    from codebind_hf.adapters.lora import add_lora
 
     model = convert_imagebind_checkpoint(CHECKPOINT, CONFIG, paths={"imu": {"lora_rank": 2, "lora_last_n_blocks": 1}, "audio": {}})
     assert add_lora(model, "imu") == ["blocks.1.attn.qkv", "blocks.1.attn.out_proj", "blocks.1.mlp.fc1", "blocks.1.mlp.fc2"]

@@ -22,7 +22,7 @@ from codebind_hf.encoders.imagebind import (
     imagebind_modality_configs,
 )
 from codebind_hf.encoders.imagebind_layers import DropPath, ImageBindAttention, ImageBindBlock
-from codebind_hf.heads import LogitScale, ProjectionHead
+from codebind_hf.modules.heads import LogitScale, ProjectionHead
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "imagebind_tiny")
 with open(os.path.join(FIXTURES, "config.json")) as fh:

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from codebind_hf import CodeBindModel, CompositionalQuantizer
-from codebind_hf import index_backends, index_build
-from codebind_hf.index import CodeBindIndex
-from codebind_hf.index_backends import pack_codes, unpack_codes
-from codebind_hf.index_build import build_index_from_dataset
+from codebind_hf.index import backends as index_backends
+from codebind_hf.index import build as index_build
+from codebind_hf.index.core import CodeBindIndex
+from codebind_hf.index.backends import pack_codes, unpack_codes
+from codebind_hf.index.build import build_index_from_dataset
 from tiny_models import tiny_config
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from codebind_hf.kernels import fused_nearest_code, fused_nearest_code_available
+from codebind_hf.quantization.kernels import fused_nearest_code, fused_nearest_code_available
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -1,19 +1,19 @@
 """Benchmark metrics: parity with scikit-learn and brute force, documented tie handling, errors, evaluate wrappers,
-and the zero-shot helpers of `codebind_hf.zero_shot`."""
+and the zero-shot helpers of `codebind_hf.evaluation.zero_shot`."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, average_precision_score, top_k_accuracy_score
 
-from codebind_hf.benchmarks.metric_functions import (
+from codebind_hf.evaluation.metrics import (
     average_precision_per_class,
     mean_average_precision,
     recall_at_k,
     top_k_accuracy,
 )
-from codebind_hf.benchmarks.suite import BENCHMARKS, load_metric
-from codebind_hf.zero_shot import (
+from codebind_hf.evaluation.suite import BENCHMARKS, load_metric
+from codebind_hf.evaluation.zero_shot import (
     build_prompts,
     expand_prompt_names,
     load_class_names,

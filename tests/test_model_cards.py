@@ -8,7 +8,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from codebind_hf import CodeBindModel
-from codebind_hf.model_cards import hub_repo_id, read_eval_results, render_base_card, render_path_card
+from codebind_hf.adapters.model_cards import hub_repo_id, read_eval_results, render_base_card, render_path_card
 from tiny_models import tiny_config
 
 RESULTS = {
@@ -32,7 +32,7 @@ def path_config():
     model.config._name_or_path = "org/codebind-base"
     model.hub_revision = "a" * 40
     model.add_path("depth", {"bridges": ["text", "vision"], "lora_last_n_blocks": 1})
-    from codebind_hf.lora import add_lora
+    from codebind_hf.adapters.lora import add_lora
 
     add_lora(model, "depth")
     return model.path_config_dict("depth")

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codebind_hf import CodeBindModel
-from codebind_hf import artifact_io
-from codebind_hf.artifact_io import file_sha256
-from codebind_hf.lora import add_lora
-from codebind_hf.paths import base_model_fingerprint
+from codebind_hf.adapters import io as artifact_io
+from codebind_hf.adapters.io import file_sha256
+from codebind_hf.adapters.lora import add_lora
+from codebind_hf.adapters.paths import base_model_fingerprint
 from tiny_models import BERT, VIT, tiny_config
 
 DEPTH = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(5))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from codebind_hf import CompositionalQuantizer, MultiCodebookQuantizer
-from codebind_hf import quantization as quantization_module
+from codebind_hf.quantization import quantizer as quantization_module
 
 
 def _quantizer(k=16, d=4, **kwargs):

@@ -9,7 +9,7 @@ import wave
 import numpy as np
 import pytest
 
-from codebind_hf.benchmarks.adapters import (
+from codebind_hf.evaluation.datasets import (
     BenchmarkDataError,
     HFBenchmark,
     LocalBenchmark,
@@ -18,9 +18,9 @@ from codebind_hf.benchmarks.adapters import (
     processor_inputs,
     retrieval_targets,
 )
-from codebind_hf.benchmarks.fixtures import fixture_labels, write_fixture, write_fixtures
-from codebind_hf.benchmarks.suite import BENCHMARKS, SUITES, BenchmarkDefinition, get_benchmark
-from codebind_hf.zero_shot import list_templates, load_class_info, load_prompt_names, load_templates
+from codebind_hf.evaluation.fixtures import fixture_labels, write_fixture, write_fixtures
+from codebind_hf.evaluation.suite import BENCHMARKS, SUITES, BenchmarkDefinition, get_benchmark
+from codebind_hf.evaluation.zero_shot import list_templates, load_class_info, load_prompt_names, load_templates
 
 # Class counts of the paper (CodeBind Table 1/2 and the method notes); None: retrieval.
 PAPER_CLASS_COUNTS = {

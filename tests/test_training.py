@@ -18,15 +18,14 @@ from safetensors.torch import load_file
 from codebind_hf import CodeBindModel
 from codebind_hf.training.batching import EpochBatchSampler, PathCollator, pick
 from codebind_hf.training.checkpointing import rotate_checkpoints
-from codebind_hf.training.config import TrainConfig, apply_override, load_config_file, parse_args
+from codebind_hf.training.config import CONFIG_DIR, TrainConfig, apply_override, load_config_file, parse_args
 from codebind_hf.training.data import load_dataset_dict, prepare_columns, resolve_columns
 from codebind_hf.training.feature_cache import FeatureCache, tower_fingerprint
 from codebind_hf.training.objective import PathObjective
 from codebind_hf.training.train_path import train
-from test_training_toys import CLASSES, ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns
+from training_toys import CLASSES, ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns
 from tiny_models import tiny_config
 
-REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
 
@@ -377,7 +376,7 @@ def test_config_file_overrides_and_flags(tmp_path):
 def test_paper_configs_carry_the_official_hyper_parameters():
     names = {"in1k", "p365", "k400", "msrvtt", "sun_d", "nyu_d", "audioset", "vggsound", "audiocaps", "esc", "clotho",
              "llvip", "flir_v2", "touch_and_go", "in_eeg", "tiny"}
-    assert {p.stem for p in (REPO / "training" / "configs").glob("*.yaml")} == names
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == names
     cfg = {name: TrainConfig.from_dict(load_config_file(name)) for name in names}
     expected = {  # name: (target, mode, lr, temperature, batch, LoRA blocks)
         "in1k": ("vision", "headtune", 1e-5, 0.07, 16, None), "sun_d": ("depth", "lora", 5e-4, 0.07, 8, 6),
@@ -403,13 +402,13 @@ def _env() -> dict:
 
 def _cli_args(workdir, output, steps: int) -> list[str]:
     return ["--config", "tiny", "--dataset", str(workdir / "data"), "--output_dir", str(output), "--max_train_steps", str(steps),
-            "--model_name_or_path", str(workdir / "base"), "--set", "data.processor=test_training_toys:ToyProcessor",
+            "--model_name_or_path", str(workdir / "base"), "--set", "data.processor=training_toys:ToyProcessor",
             "--set", "training.checkpointing_steps=null"]
 
 
 def test_console_entry_runs_as_a_subprocess(workdir, tmp_path):
     entry = shutil.which("codebind-train")
-    command = [entry] if entry else [sys.executable, str(REPO / "training" / "train_path.py")]
+    command = [entry] if entry else [sys.executable, "-m", "codebind_hf.training.train_path"]
     done = subprocess.run([*command, *_cli_args(workdir, tmp_path / "cli", 3)], env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "cli" / "train_results.json").read_text())
@@ -436,7 +435,9 @@ def test_two_processes_end_with_identical_weights_and_codebooks(workdir, tmp_pat
 
 
 def test_training_benchmark_reports_the_cache_speedup(capsys):
-    from codebind_hf.benchmarks.perf import training as bench
+    from tiny_models import load_script
+
+    bench = load_script("benchmarks/perf/training.py")
 
     result = bench.main(["--steps", "4", "--rows", "48", "--batch", "8", "--bridge-width", "64", "--bridge-layers", "2"])
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("RESULT ")][-1]

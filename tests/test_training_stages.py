@@ -14,7 +14,7 @@ from codebind_hf.training.checkpointing import trained_state_dict
 from codebind_hf.training.config import TrainConfig, load_config_file
 from codebind_hf.training.stages import FINAL_STATE, STAGE_STATE, stage_config
 from codebind_hf.training.train_path import train
-from test_training_toys import ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns, toy_dataset_dict
+from training_toys import ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns, toy_dataset_dict
 
 STAGES = [
     {"name": "auto", "max_train_steps": 6, "loss_weights": {"cm": 0.0}},

@@ -38,3 +38,15 @@ def tiny_config(decoder: bool = True, **overrides) -> CodeBindConfig:
     )
     kwargs.update(overrides)
     return CodeBindConfig(**kwargs)
+
+
+def load_script(relative_file: str):
+    """Import a script of the repository (e.g. ``benchmarks/perf/index.py``) as a module, by its file path."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(__file__).resolve().parent.parent / relative_file
+    spec = importlib.util.spec_from_file_location(file.stem + "_script", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

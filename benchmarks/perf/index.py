@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from codebind_hf import CompositionalQuantizer
-from codebind_hf.heads import ProjectionHead
-from codebind_hf.index import CodeBindIndex
-from codebind_hf.index_backends import faiss_available
+from codebind_hf.modules.heads import ProjectionHead
+from codebind_hf.index.core import CodeBindIndex
+from codebind_hf.index.backends import faiss_available
 
 EMBED_DIM = 1024
 FEATURE_DIM = 768

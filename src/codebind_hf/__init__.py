@@ -2,8 +2,8 @@
 
 from transformers import AutoConfig, AutoModel, AutoProcessor
 
-from .bond_io import add_bond, apply_bonds, list_bonds, load_bond, push_bond, read_bond, remove_bond, save_bond
-from .bonds import ProjectorMixture, SpaceBond, SpaceBondConfig, mine_pseudo_pairs, train_bond
+from .adapters.bond_io import add_bond, apply_bonds, list_bonds, load_bond, push_bond, read_bond, remove_bond, save_bond
+from .adapters.bonds import ProjectorMixture, SpaceBond, SpaceBondConfig, mine_pseudo_pairs, train_bond
 from .configuration_codebind import CodeBindConfig, DecoderConfig, PathConfig, QuantizerConfig, paper_loss_weights
 from .losses import (
     AdaptiveLossBalancer,

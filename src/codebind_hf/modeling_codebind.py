@@ -10,14 +10,14 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .bond_io import apply_bonds
+from .adapters.bond_io import apply_bonds
 from .configuration_codebind import CodeBindConfig
-from .decoder import ReconstructionDecoder
+from .modules.decoder import ReconstructionDecoder
 from .encoders import build_tower
-from .heads import LogitScale, ProjectionHead
+from .modules.heads import LogitScale, ProjectionHead
 from .modalities import INPUT_KEYS, VIDEO_INPUT_KEY, canonical_modality
-from .paths import ModalityPathMixin
-from .quantization import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
+from .adapters.paths import ModalityPathMixin
+from .quantization.quantizer import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
 
 PARTS = ("shared", "specific", "concat")
 
@@ -255,7 +255,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             path (`str`, *optional*): which path's codebooks/specific head to use (default: the modality's own path,
                 or the only path containing it).
             bonds (`dict[str, float]`, *optional*): attached expert-space bonds to apply, name -> factor
-                (`codebind_hf.bond_io.apply_bonds`); a combination bond with factor 0 returns the unbonded embedding.
+                (`codebind_hf.adapters.bond_io.apply_bonds`); a combination bond with factor 0 returns the unbonded embedding.
             expert_features (`torch.Tensor` or `dict[str, torch.Tensor]`, *optional*): the expert embeddings of the
                 same inputs, for combination bonds without a registered expert encoder.
 
@@ -320,7 +320,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 is in the inputs).
             **inputs: ``input_ids``, ``pixel_values``, ``pixel_values_videos``, ``audio_values``, ...
         """
-        from .path_loss import compute_path_loss  # deferred: path_loss imports this module's types
+        from .losses.objective import compute_path_loss  # deferred: path_loss imports this module's types
 
         present = self._present_modalities(inputs)
         if return_loss:

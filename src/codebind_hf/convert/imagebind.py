@@ -31,7 +31,7 @@ from ..encoders.imagebind import (
     build_imagebind_tower,
     imagebind_modality_configs,
 )
-from ..heads import LogitScale, ProjectionHead
+from ..modules.heads import LogitScale, ProjectionHead
 
 # Reference stem modules per modality (PatchEmbedGeneric.proj is a Sequential, hence ".1", only for vision).
 _STEMS = {"vision": "rgbt_stem.proj.1", "audio": "rgbt_stem.proj", "depth": "depth_stem.proj", "thermal": "rgbt_stem.proj",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from ..artifact_io import file_sha256, write_file_atomically
+from ..adapters.io import file_sha256, write_file_atomically
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PROMPT_TEMPLATES = (

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifact_io import write_file_atomically
+from ..adapters.io import write_file_atomically
 from .evaluate import ArmEmbeddings
 
 ARM_LABELS = {

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifact_io import write_file_atomically
+from ..adapters.io import write_file_atomically
 from .data import DEFAULT_SPEC, QUICK_SPEC, DemoData, default_cache_dir, load_demo_data
 from .evaluate import aggregate, evaluate_arm
 from .plots import plot_codebook_usage, plot_losses, plot_probes, plot_tsne

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from ..configuration_codebind import CodeBindConfig
-from ..encoders import mlp as _precomputed  # noqa: F401  registers model_type "codebind_precomputed"
-from ..losses import info_nce, orthogonality, reconstruction, uniformity
+from ..encoders import precomputed as _precomputed  # noqa: F401  registers model_type "codebind_precomputed"
+from ..losses.functional import info_nce, orthogonality, reconstruction, uniformity
 from ..modalities import INPUT_KEYS
 from ..modeling_codebind import CodeBindModel
-from ..path_loss import alignment_pairs
+from ..losses.objective import alignment_pairs
 from .data import DIGIT_WORDS, DemoData
 
 PATH = "audio"

@@ -1,0 +1,119 @@
+"""LoRA on the last blocks of a target tower, through peft (never a private LoRA).
+
+peft wraps each targeted ``nn.Linear`` in place (``base_layer`` + ``lora_A``/``lora_B``); only the LoRA
+matrices are trainable. The targets come from the tower itself (``tower.lora_target_modules(n)``), so
+the same call works for ImageBind towers and transformers backbones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..modalities import canonical_modality
+
+
+def add_lora(
+    model: nn.Module,
+    modality: str,
+    r: int | None = None,
+    lora_alpha: int | None = None,
+    last_n_blocks: int | None = None,
+    dropout: float = 0.0,
+    adapter_name: str = "default",
+) -> list[str]:
+    """Inject LoRA (rank ``r``) into the linears of the last ``last_n_blocks`` blocks of ``model.towers[modality]``.
+
+    Settings left as ``None`` come from the path config of ``modality`` (``lora_rank``, ``lora_alpha``,
+    ``lora_last_n_blocks``; paper: rank 4 on the last 6 blocks), or those defaults when the modality has no path.
+    A tower with fewer blocks than asked gets LoRA on all of them. Returns the wrapped module names (relative
+    to the tower); the settings are recorded in ``model.lora_settings[modality]`` so path artifacts can re-create them.
+
+    Example:
+
+    ```python
+    >>> from codebind_hf.adapters.lora import add_lora, lora_state_dict  # doctest: +SKIP
+    >>> add_lora(model, "audio", r=4, last_n_blocks=6)  # doctest: +SKIP
+
+    ```
+    """
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+    except ImportError as err:  # pragma: no cover - peft is in the [train] extra
+        raise ImportError("LoRA needs peft: pip install 'codebind-hf[train]'") from err
+    modality = canonical_modality(modality)
+    if modality not in model.towers:
+        raise ValueError(f"No tower for modality {modality!r}; the model has {sorted(model.towers)}")
+    tower = model.towers[modality]
+    paths = getattr(getattr(model, "config", None), "paths", {}) or {}
+    path = paths.get(modality, {})
+    r = path.get("lora_rank", 4) if r is None else r
+    lora_alpha = path.get("lora_alpha", 8) if lora_alpha is None else lora_alpha
+    last_n_blocks = min(path.get("lora_last_n_blocks", 6), tower.num_blocks) if last_n_blocks is None else last_n_blocks
+    if not 1 <= last_n_blocks <= tower.num_blocks:
+        raise ValueError(f"last_n_blocks must lie in [1, {tower.num_blocks}] for the {modality} tower, got {last_n_blocks}")
+    if r < 1:
+        raise ValueError(f"LoRA rank r must be >= 1, got {r}")
+    if modality in getattr(model, "lora_settings", {}):
+        raise ValueError(f"The {modality} tower already has LoRA: {model.lora_settings[modality]}")
+    targets = tower.lora_target_modules(last_n_blocks)
+    config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    inject_adapter_in_model(config, tower, adapter_name=adapter_name)
+    if not hasattr(model, "lora_settings"):
+        model.lora_settings = {}
+    model.lora_settings[modality] = {"r": r, "lora_alpha": lora_alpha, "last_n_blocks": last_n_blocks, "dropout": dropout}
+    return targets
+
+
+def lora_state_dict(model: nn.Module, modality: str) -> dict[str, torch.Tensor]:
+    """The LoRA weights of a tower, keyed by their full names in ``model``."""
+    modality = canonical_modality(modality)
+    prefix = f"towers.{modality}."
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefix) and "lora_" in k}
+
+
+def merge_lora(model: nn.Module, modality: str) -> None:
+    """Fold the LoRA update into the base weights and remove the adapters (the tower regains its plain keys)."""
+    modality = canonical_modality(modality)
+    tower = model.towers[modality]
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(tower.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = tower.get_submodule(parent_name) if parent_name else tower
+            setattr(parent, child, module.get_base_layer())
+    getattr(model, "lora_settings", {}).pop(modality, None)
+
+
+def set_trainable(model: nn.Module, target: str, mode: str) -> list[str]:
+    """Freeze everything but what ``mode`` trains for the path of ``target``; return the trainable names.
+
+    - ``lora``: LoRA matrices of the target tower + the target's shared head + the path's specific heads;
+    - ``headtune``: the target's shared head + the path's specific heads;
+    - ``fulltune``: the whole target tower + those heads.
+    Bridges stay frozen in every mode; codebooks are EMA buffers, never parameters.
+    """
+    target = canonical_modality(target)
+    if mode not in ("lora", "headtune", "fulltune"):
+        raise ValueError(f"mode must be 'lora', 'headtune' or 'fulltune', got {mode!r}")
+    if mode == "lora" and target not in getattr(model, "lora_settings", {}):
+        raise ValueError(f"mode 'lora' needs LoRA on the {target} tower first: call add_lora(model, {target!r})")
+    heads = (f"shared_heads.{target}.", f"specific_heads.{target}.", f"logit_scales.{target}.")
+    trainable = []
+    for name, param in model.named_parameters():
+        keep = name.startswith(heads)
+        if mode == "lora":
+            keep = keep or (name.startswith(f"towers.{target}.") and "lora_" in name)
+        elif mode == "fulltune":
+            keep = keep or name.startswith(f"towers.{target}.")
+        if name.startswith("decoder."):
+            keep = True  # training-only reconstruction decoder
+        param.requires_grad_(keep)
+        if keep:
+            trainable.append(name)
+    return trainable
+
+
+__all__ = ["add_lora", "lora_state_dict", "merge_lora", "set_trainable"]

@@ -1,0 +1,200 @@
+"""``codebind-bench``: evaluate a CodeBind model on the paper's benchmarks and compare with the paper's numbers.
+
+Run it on one process, or on several with ``accelerate launch`` (the items of each benchmark are sharded and the
+embeddings gathered in item order, so the numbers do not depend on the number of processes):
+
+```bash
+codebind-bench --model org/codebind-ib --benchmarks ib17 --data-root /data/benchmarks --output-dir results/
+accelerate launch --num_processes 4 -m codebind_hf.evaluation.cli --model ./my-model --benchmarks esc50,clotho \\
+    --data-root /data/benchmarks --part concat --update-model-card
+```
+
+Sections: 1. arguments, 2. data sources (checked before the model loads), 3. model and processor, 4. evaluation,
+5. outputs (``results.json``, ``results.md``, the table on the terminal, the model card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .datasets import BenchmarkAdapter, BenchmarkDataError, open_benchmark
+from .loop import BenchmarkConfigError, EvalSettings, SplitEvaluator, aggregate
+from .report import build_payload, markdown_table, update_model_card, write_outputs
+from .suite import SUITES, BenchmarkDefinition, get_benchmark
+
+logger = logging.getLogger("codebind_hf.evaluation")
+
+
+# ---------------------------------------------------------------------------------------------- 1. arguments
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codebind-bench", description="Evaluate a CodeBind model on the paper's benchmarks, next to the paper's numbers."
+    )
+    parser.add_argument("--model", required=True, help="Hub id or local folder of a CodeBindModel and its processor")
+    parser.add_argument("--revision", default=None, help="Hub revision of --model")
+    parser.add_argument("--benchmarks", nargs="+", default=["ib17"],
+                        help=f"benchmark names and/or suites {sorted(SUITES)}, comma or space separated")
+    parser.add_argument("--data-root", default=None,
+                        help="folder with one sub-folder per benchmark in the local layout (BenchmarkDefinition.local_schema)")
+    parser.add_argument("--use-hub-sources", action="store_true",
+                        help="read a benchmark missing under --data-root from its known Hugging Face dataset")
+    parser.add_argument("--part", choices=("shared", "concat"), default="shared",
+                        help="embedding of the benchmark modality: shared, or shared+specific (text stays shared)")
+    parser.add_argument("--path", default=None,
+                        help="path whose codebooks to use: one name for all, or modality=path pairs (vision=vision,depth=depth); "
+                             "default: the modality's own path, else the only path containing it")
+    parser.add_argument("--no-quantize", action="store_true", help="skip the codebooks (normalised head outputs)")
+    parser.add_argument("--batch-size", type=int, default=32, help="items per process and step")
+    parser.add_argument("--text-batch-size", type=int, default=256, help="prompts or captions per process and step")
+    parser.add_argument("--templates", default=None,
+                        help="a shipped prompt-template list for every classification benchmark instead of each one's "
+                             "own (e.g. codebind_simple, identity: quick runs)")
+    parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers per process")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many items per benchmark split (smoke runs)")
+    parser.add_argument("--output-dir", default="benchmark_results", help="where results.json and results.md go")
+    parser.add_argument("--update-model-card", action="store_true",
+                        help="write the results into the model folder's README.md (model-index); for a Hub id, into "
+                             "<output-dir>/README.md")
+    return parser
+
+
+def parse_benchmarks(values: list[str]) -> list[BenchmarkDefinition]:
+    """Names and suites, comma or space separated, expanded and de-duplicated in order."""
+    names = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    if not names:
+        raise BenchmarkConfigError(f"--benchmarks is empty; give names or suites {sorted(SUITES)}")
+    expanded = [m for n in names for m in (SUITES[n.lower()] if n.lower() in SUITES else [n])]
+    try:
+        return [get_benchmark(n) for n in dict.fromkeys(expanded)]
+    except KeyError as err:
+        raise BenchmarkConfigError(f"{err.args[0]}; suites: {sorted(SUITES)}") from None
+
+
+def parse_paths(value: str | None) -> dict[str, str]:
+    """``"depth"`` -> ``{"*": "depth"}``; ``"vision=vision,depth=depth"`` -> per modality."""
+    from ..modalities import canonical_modality
+
+    if not value:
+        return {}
+    out = {}
+    for piece in (p.strip() for p in value.split(",") if p.strip()):
+        modality, sep, path = piece.partition("=")
+        if not sep:
+            out["*"] = piece
+        elif not modality.strip() or not path.strip():
+            raise BenchmarkConfigError(f"--path entry {piece!r} must be <modality>=<path>")
+        else:
+            try:
+                out[canonical_modality(modality.strip())] = path.strip()
+            except (KeyError, ValueError) as err:
+                raise BenchmarkConfigError(f"--path entry {piece!r}: {err}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- 2. data sources
+def open_sources(definitions, data_root: str | None, use_hub: bool) -> dict[str, tuple[list[BenchmarkAdapter], str | None]]:
+    """Every split's adapter, opened (and its layout checked) before any model work; also the Hub dataset id used."""
+    out = {}
+    for definition in definitions:
+        local = Path(data_root) / definition.name if data_root else None
+        if local is not None and local.is_dir():
+            out[definition.name] = ([open_benchmark(definition, data_root, split) for split in definition.splits], None)
+            continue
+        if use_hub and definition.hf_sources:
+            source = definition.hf_sources[0]
+            adapters = [open_benchmark(definition, source, split) for split in definition.splits]
+            out[definition.name] = (adapters, source.dataset_id)
+            continue
+        where = f"--data-root {data_root} has no folder {definition.name!r}" if data_root else "no --data-root was given"
+        if definition.hf_sources:
+            hint = f"or pass --use-hub-sources to read {definition.hf_sources[0].dataset_id}"
+        else:
+            hint = f"no Hugging Face dataset is known for it ({definition.hf_notes})"
+        raise BenchmarkDataError(f"benchmark {definition.name} ({definition.display_name}): {where}. Expected the "
+                                 f"local layout: {definition.local_schema} ({hint})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- main
+def run(args: argparse.Namespace) -> dict | None:
+    """Evaluate; return the results document on the main process (``None`` on the others)."""
+    from accelerate import Accelerator
+
+    from .. import CodeBindModel
+    from ..processing_codebind import CodeBindProcessor
+    from .zero_shot import load_templates
+
+    definitions = parse_benchmarks(args.benchmarks)
+    settings = EvalSettings(part=args.part, quantize=not args.no_quantize, paths=parse_paths(args.path),
+                            batch_size=args.batch_size, text_batch_size=args.text_batch_size, templates=args.templates,
+                            limit=args.limit, num_workers=args.num_workers)
+    if min(settings.batch_size, settings.text_batch_size, settings.limit or 1) < 1:
+        raise BenchmarkConfigError(f"--batch-size, --text-batch-size and --limit must be positive, got {settings.batch_size}, "
+                                   f"{settings.text_batch_size} and {settings.limit}")
+    if settings.templates:
+        try:
+            load_templates(settings.templates)
+        except KeyError as err:
+            raise BenchmarkConfigError(f"--templates: {err.args[0]}") from None
+    sources = open_sources(definitions, args.data_root, args.use_hub_sources)
+
+    # 3. model and processor
+    accelerator = Accelerator()
+    model = CodeBindModel.from_pretrained(args.model, revision=args.revision).eval().to(accelerator.device)
+    processor = CodeBindProcessor.from_pretrained(args.model, revision=args.revision)
+    missing = sorted({d.modality for d in definitions} - set(model.towers))
+    if missing:
+        raise BenchmarkConfigError(f"model {args.model} has no tower for {missing} (it has {sorted(model.towers)}); drop those benchmarks")
+
+    # 4. evaluation
+    evaluate_split = SplitEvaluator(accelerator, model, processor, settings)
+    results, splits, num_items, paths, notes = {}, {}, {}, {}, []
+    for definition in definitions:
+        adapters, _ = sources[definition.name]
+        per_split = {}
+        for adapter in adapters:
+            per_split[adapter.split] = evaluate_split(definition, adapter, notes)
+        num_items[definition.name] = {a.split: min(len(a), settings.limit or len(a)) for a in adapters}
+        paths[definition.name] = evaluate_split.path_of(definition)
+        if accelerator.is_main_process:
+            results[definition.name] = aggregate(definition, per_split)
+            if len(per_split) > 1:
+                splits[definition.name] = per_split
+            logger.info("%s: %s", definition.name, results[definition.name])
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
+
+    # 5. outputs
+    datasets = {name: dataset_id for name, (_, dataset_id) in sources.items() if dataset_id}
+    payload = build_payload(args.model, settings, definitions, results, splits, num_items, paths, datasets, notes)
+    json_path, _ = write_outputs(args.output_dir, payload)
+    print(markdown_table(payload))
+    print(f"\nours: this run ({'limit ' + str(settings.limit) + ' items per split, ' if settings.limit else ''}part="
+          f"{settings.part}); paper: CodeBind Table 1/2. Written to {json_path} and results.md.")
+    if args.update_model_card:
+        local = Path(args.model).is_dir()
+        readme = Path(args.model if local else args.output_dir) / "README.md"
+        update_model_card(readme, payload, config=model.config, model_name=args.model)
+        print(f"model card updated: {readme}")
+    return payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if os.environ.get("CODEBIND_BENCH_VERBOSE") else logging.WARNING)
+    try:
+        run(args)
+    except (BenchmarkDataError, BenchmarkConfigError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

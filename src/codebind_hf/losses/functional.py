@@ -1,0 +1,149 @@
+"""CodeBind's losses as plain functions on tensors (method doc §3), plus adaptive loss balancing.
+
+Where the authors' code differs from the paper, the paper's form is the default and the code's
+form is available with ``variant="official"``:
+
+- orthogonality: paper ``mean_i <s_i, p_i>^2`` on pooled embeddings; official: Frobenius norm of
+  the token-by-token cross-similarity matrix ``S_b P_b^T`` per sample, averaged over the batch.
+- cross-modal code matching: paper ``P(e_k | z) = softmax_k(-||z - e_k||^2)``; official: a softmax
+  of ``sqrt(d)`` taken over the sub-vector positions (not over codes), with ``log(p + 1e-10)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Variant = Literal["paper", "official"]
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    if a.ndim != 2 or b.ndim != 2 or a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must both have shape (batch, dim); got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE ``L(a, b) + L(b, a)``, each a mean over the batch.
+
+    Args:
+        a, b (`torch.Tensor` of shape `(N, D)`): paired embeddings (row ``i`` of ``a`` pairs with row ``i`` of ``b``),
+            used as given (normalise them first for cosine logits).
+        temperature (`float`): ``η``; logits are ``a @ b.T / η``.
+        targets (`torch.Tensor` of shape `(N, N)`, *optional*): graded labels (``targets[i, j]`` how much ``a_i``
+            matches ``b_j``); rows are normalised for ``L(a, b)`` and columns for ``L(b, a)``. ``None`` is the identity.
+    """
+    _check_pair(a, b, "a", "b")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = a @ b.t() / temperature
+    if targets is None:
+        labels = torch.arange(a.shape[0], device=a.device)
+        return F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)
+    if targets.shape != logits.shape:
+        raise ValueError(f"targets must have shape {tuple(logits.shape)}, got {tuple(targets.shape)}")
+    if (targets < 0).any() or (targets.sum(1) <= 0).any() or (targets.sum(0) <= 0).any():
+        raise ValueError("targets must be non-negative with at least one positive entry in every row and column")
+    rows = targets / targets.sum(1, keepdim=True)
+    cols = (targets / targets.sum(0, keepdim=True)).t()
+    return F.cross_entropy(logits, rows.to(logits.dtype)) + F.cross_entropy(logits.t(), cols.to(logits.dtype))
+
+
+def _code_log_probs(distances: torch.Tensor, variant: Variant) -> tuple[torch.Tensor, torch.Tensor]:
+    """Code distributions ``(N, m, K)`` and their logs, per ``variant``."""
+    if variant == "paper":
+        log_p = F.log_softmax(-distances, dim=-1)
+        return log_p.exp(), log_p
+    probs = F.softmax(distances.clamp_min(0).sqrt(), dim=1)
+    return probs, torch.log(probs + 1e-10)
+
+
+def cross_modal_code_matching(dist_a: torch.Tensor, dist_b: torch.Tensor, variant: Variant = "paper") -> torch.Tensor:
+    """Cross-modal code matching (Liu et al. 2022) between paired sub-vectors.
+
+    ``S_h(i, j) = Σ_k P(e_k|a_{i,h}) log P(e_k|b_{j,h}) + Σ_k P(e_k|b_{j,h}) log P(e_k|a_{i,h})``; the loss is the
+    InfoNCE over ``j`` (and over ``i`` for the other direction) with positives ``j = i``, averaged over
+    ``i`` and positions ``h``, both directions summed.
+
+    Args:
+        dist_a, dist_b (`torch.Tensor` of shape `(N, m, K)`): squared distances of the paired sub-vectors
+            to the shared codebook.
+        variant (`str`, *optional*, defaults to `"paper"`): `"paper"` or `"official"` (see module docstring).
+    """
+    if dist_a.ndim != 3 or dist_a.shape != dist_b.shape:
+        raise ValueError(
+            f"dist_a and dist_b must both have shape (N, m, K); got {tuple(dist_a.shape)} and {tuple(dist_b.shape)}"
+        )
+    p_a, log_a = _code_log_probs(dist_a, variant)
+    p_b, log_b = _code_log_probs(dist_b, variant)
+    # (m, N, N): similarity of a_i and b_j at position h.
+    scores = torch.einsum("ihk,jhk->hij", p_a, log_b) + torch.einsum("ihk,jhk->hij", log_a, p_b)
+    n, m = dist_a.shape[0], dist_a.shape[1]
+    labels = torch.arange(n, device=dist_a.device).repeat(m)
+    forward = F.cross_entropy(scores.reshape(m * n, n), labels)
+    backward = F.cross_entropy(scores.transpose(1, 2).reshape(m * n, n), labels)
+    return forward + backward
+
+
+def orthogonality(shared: torch.Tensor, specific: torch.Tensor, variant: Variant = "paper") -> torch.Tensor:
+    """Orthogonality of shared and specific parts.
+
+    Args:
+        shared, specific: `(N, D)` pooled embeddings (paper: ``mean_i <s_i, p_i>^2``) or, with
+            ``variant="official"``, `(N, L, D)` token embeddings (``mean_b ||S_b P_b^T||_F``).
+    """
+    if shared.shape != specific.shape:
+        raise ValueError(f"shared and specific must have the same shape; got {tuple(shared.shape)} and {tuple(specific.shape)}")
+    if variant == "paper":
+        if shared.ndim != 2:
+            raise ValueError(f"paper orthogonality takes (N, D) embeddings; got shape {tuple(shared.shape)}")
+        return (shared * specific).sum(-1).pow(2).mean()
+    if shared.ndim != 3:
+        raise ValueError(f"official orthogonality takes (N, L, D) token embeddings; got shape {tuple(shared.shape)}")
+    return torch.linalg.matrix_norm(shared @ specific.transpose(1, 2), ord="fro").mean()
+
+
+def _log_mean_gaussian_potential(x: torch.Tensor) -> torch.Tensor:
+    """``log mean_{i<j} exp(-||x_i - x_j||^2)`` over rows of ``x`` `(n, D)`, n >= 2."""
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"uniformity needs at least two vectors of shape (n >= 2, D); got {tuple(x.shape)}")
+    sq = torch.pdist(x, p=2).pow(2)
+    # log-mean-exp, stable for tightly packed or far apart vectors.
+    return torch.logsumexp(-sq, dim=0) - math.log(sq.numel())
+
+
+def uniformity(x: torch.Tensor) -> torch.Tensor:
+    """Uniformity (Wang & Isola) of embeddings `(N, D)`: ``log mean_{i<j} exp(-||x_i - x_j||^2)``."""
+    return _log_mean_gaussian_potential(x)
+
+
+def codevector_uniformity(codebook: torch.Tensor) -> torch.Tensor:
+    """Uniformity of a codebook `(K, d*)`: ``log mean_{m<n} exp(-||e_m - e_n||^2)``."""
+    return _log_mean_gaussian_potential(codebook)
+
+
+def codevector_contrastive(distances: torch.Tensor) -> torch.Tensor:
+    """Codevector contrastive loss from distances `(..., K)` of sub-vectors to all codes.
+
+    Per sub-vector: ``d_pos`` = mean distance to its ``⌊K/10⌋`` closest codes, ``d_neg`` = sum of distances
+    to its ``⌊K/2⌋`` farthest codes; the loss is ``mean(d_pos / d_neg)``.
+    """
+    k = distances.shape[-1]
+    n_pos, n_neg = k // 10, k // 2
+    if n_pos < 1:
+        raise ValueError(f"codevector_contrastive needs at least 10 codes (K // 10 >= 1); got K={k}")
+    flat = distances.reshape(-1, k)
+    d_pos = flat.topk(n_pos, dim=-1, largest=False).values.mean(-1)
+    d_neg = flat.topk(n_neg, dim=-1, largest=True).values.sum(-1)
+    return (d_pos / d_neg.clamp_min(1e-12)).mean()
+
+
+def reconstruction(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared reconstruction error ``mean((x - D(Q(E(x))))^2)``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"reconstruction: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    return F.mse_loss(pred, target)

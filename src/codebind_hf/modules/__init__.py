@@ -1,0 +1,1 @@
+"""Small model parts: projection heads and the logit scale (`heads`), the reconstruction decoder (`decoder`)."""

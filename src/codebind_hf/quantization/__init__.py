@@ -1,0 +1,5 @@
+"""Compositional vector quantisation: the EMA codebooks (`quantizer`) and the fused CUDA nearest-code kernel (`kernels`)."""
+
+from .quantizer import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput, nearest_codes
+
+__all__ = ["CompositionalQuantizer", "MultiCodebookQuantizer", "QuantizerOutput", "nearest_codes"]
