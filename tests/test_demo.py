@@ -1,10 +1,14 @@
-"""Tests of the first-run demo: metric formulas by hand, data helpers, and one in-process ``--quick`` run."""
+"""Tests of the first-run demo: metric formulas by hand, data helpers, one in-process ``--quick`` run, and (marked
+``slow``, run with ``pytest -m slow``) the default ``codebind-demo`` as a console command."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import shutil
+import subprocess
+import sys
 import wave
 
 import numpy as np
@@ -227,3 +231,26 @@ def test_processor_reproduces_the_cached_features(quick_run):
     out = processor(audio=list(data.waves_test[:7].numpy()), sampling_rate=16000, text=[data.prompts[13]])
     torch.testing.assert_close(out["audio_values"], data.audio_test[:7], rtol=0, atol=1e-6)
     assert out["input_ids"].tolist() == [[13]]
+
+
+# ---------------------------------------------------------------------------------------------- the default run
+@pytest.mark.slow
+def test_default_console_run(tmp_path):
+    """``codebind-demo`` as a user runs it first: 3 seeds, every reported metric, the plots (about 10 minutes)."""
+    try:
+        demo_data.ensure_espeak()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    entry = shutil.which("codebind-demo")
+    command = [entry] if entry else [sys.executable, "-m", "codebind_hf.demo.run"]
+    out = tmp_path / "out"
+    done = subprocess.run([*command, "--output", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
+                          capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"codebind", "baseline", "meta"}
+    assert results["meta"]["quick"] is False and results["meta"]["seeds"] == [0, 1, 2]
+    for arm in ("codebind", "baseline"):
+        assert set(REPORTED) <= set(results[arm])
+    for name in results["meta"]["plots"].values():
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,7 @@ from codebind_hf.index import backends as index_backends
 from codebind_hf.index import build as index_build
 from codebind_hf.index.core import CodeBindIndex
 from codebind_hf.index.backends import pack_codes, unpack_codes
-from codebind_hf.index.build import build_index_from_dataset
+from codebind_hf.index.core import build_index_from_dataset
 from tiny_models import tiny_config
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None

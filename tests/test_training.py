@@ -21,7 +21,7 @@ from codebind_hf.training.checkpointing import rotate_checkpoints
 from codebind_hf.training.config import CONFIG_DIR, TrainConfig, apply_override, load_config_file, parse_args
 from codebind_hf.training.data import load_dataset_dict, prepare_columns, resolve_columns
 from codebind_hf.training.feature_cache import FeatureCache, tower_fingerprint
-from codebind_hf.training.objective import PathObjective
+from codebind_hf.losses.objective import PathObjective
 from codebind_hf.training.train_path import train
 from training_toys import CLASSES, ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns
 from tiny_models import tiny_config

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from codebind_hf import CodeBindModel
 from codebind_hf.losses.functional import info_nce
 from codebind_hf.training.config import TrainConfig, load_config_file
-from codebind_hf.training.objective import PathObjective, ProjectorObjective, grade_targets
-from codebind_hf.training.projector import PROJECTOR_WEIGHTS, ProjectorHead, attach_projector, load_projector
+from codebind_hf.losses.objective import PathObjective, ProjectorObjective, grade_targets
+from codebind_hf.adapters.projector import PROJECTOR_WEIGHTS, ProjectorHead, attach_projector, load_projector
 from codebind_hf.training.train_path import train
 from training_toys import ToyProcessor, tiny_run_values, tiny_training_workdir, toy_columns, toy_dataset_dict
 from tiny_models import tiny_config

@@ -101,7 +101,7 @@ def _median_seconds(fn, repeats: int = 5) -> float:
 
 def cost_ratio(model, args) -> dict:
     """Seconds of the bridges' forward vs one trainable step (target forward + backward, heads, codebooks, losses)."""
-    from codebind_hf.training.objective import PathObjective, tower_outputs
+    from codebind_hf.losses.objective import PathObjective
 
     torch.manual_seed(0)
     ids = torch.randint(3, 990, (args.batch, 24))
@@ -109,12 +109,12 @@ def cost_ratio(model, args) -> dict:
     model.train()
     objective = PathObjective(model, "depth").train()
     with torch.no_grad():
-        cached = {"text": tower_outputs(model, "text", ids)[0], "vision": tower_outputs(model, "vision", images)[0]}
+        cached = {"text": model.tower_outputs("text", ids)[0], "vision": model.tower_outputs("vision", images)[0]}
 
     def bridges():
         with torch.no_grad():
-            tower_outputs(model, "text", ids)
-            tower_outputs(model, "vision", images)
+            model.tower_outputs("text", ids)
+            model.tower_outputs("vision", images)
 
     def trainable_step():
         objective(inputs={"depth": depth}, cached=cached)["loss"].backward()

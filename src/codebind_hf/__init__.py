@@ -4,6 +4,16 @@ from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from .adapters.bond_io import add_bond, apply_bonds, list_bonds, load_bond, push_bond, read_bond, remove_bond, save_bond
 from .adapters.bonds import ProjectorMixture, SpaceBond, SpaceBondConfig, mine_pseudo_pairs, train_bond
+from .adapters.paths import list_paths, load_path, push_path, remove_path, save_path
+from .adapters.projector import (
+    ProjectorHead,
+    attach_projector,
+    list_projectors,
+    load_projector,
+    push_projector,
+    remove_projector,
+    save_projector,
+)
 from .configuration_codebind import CodeBindConfig, DecoderConfig, PathConfig, QuantizerConfig, paper_loss_weights
 from .losses import (
     AdaptiveLossBalancer,
@@ -20,8 +30,7 @@ from .modeling_codebind import CodeBindModel, CodeBindOutput, CodeBindPreTrained
 from .processing_codebind import CodeBindProcessor
 from .quantization import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
 from .tokenization_codebind import CodeBindTokenizer
-
-__version__ = "0.1.0"
+from .version import __version__
 
 AutoConfig.register("codebind", CodeBindConfig, exist_ok=True)
 AutoModel.register(CodeBindConfig, CodeBindModel, exist_ok=True)
@@ -66,4 +75,16 @@ __all__ = [
     "load_bond",
     "push_bond",
     "read_bond",
+    "save_path",
+    "load_path",
+    "push_path",
+    "remove_path",
+    "list_paths",
+    "ProjectorHead",
+    "attach_projector",
+    "save_projector",
+    "load_projector",
+    "push_projector",
+    "remove_projector",
+    "list_projectors",
 ]

@@ -14,9 +14,11 @@ from .adapters.bond_io import apply_bonds
 from .configuration_codebind import CodeBindConfig
 from .modules.decoder import ReconstructionDecoder
 from .encoders import build_tower
+from .losses.objective import CodebookRecord, compute_path_loss
 from .modules.heads import LogitScale, ProjectionHead
 from .modalities import INPUT_KEYS, VIDEO_INPUT_KEY, canonical_modality
 from .adapters.paths import ModalityPathMixin
+from .adapters.state import AdapterState
 from .quantization.quantizer import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
 
 PARTS = ("shared", "specific", "concat")
@@ -45,7 +47,7 @@ class CodeBindOutput(ModelOutput):
 
 @dataclass
 class ModalityEncoding:
-    """Everything the losses need about one modality of a batch (internal)."""
+    """Everything the losses need about one modality of a batch ([`CodeBindModel.encode_tower_outputs`])."""
 
     shared: torch.Tensor  # unit pooled shared embedding (quantised if a path is used)
     specific: torch.Tensor | None
@@ -108,6 +110,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
 
     def __init__(self, config: CodeBindConfig):
         super().__init__(config)
+        self.adapter_state = AdapterState()  # LoRA, paths, bonds, projectors: outside the module tree
         self.towers = nn.ModuleDict({m: build_tower(m, cfg) for m, cfg in config.modalities.items()})
         self.shared_heads = nn.ModuleDict()
         self.logit_scales = nn.ModuleDict()
@@ -193,43 +196,112 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         raise ValueError(f"Modality {modality!r} is in several paths {sorted(candidates)}; pass path=... to choose")
 
     # ------------------------------------------------------------------ encoding
+    # `tower_outputs` + `encode_tower_outputs` are the model's one encoder path: `forward`, `get_features` and
+    # training (live towers, or pooled outputs read back from the frozen-feature cache) all go through them.
+    def tower_outputs(
+        self, modality: str, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, with_tokens: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the tower of ``modality`` on inputs without a clips axis.
+
+        Args:
+            modality (`str`): a canonical modality name of this model.
+            inputs (`torch.Tensor`): the processor's tensor `(batch, ...)`.
+            attention_mask (`torch.Tensor`, *optional*): passed to the tower as given (only text towers take one).
+            with_tokens (`bool`, *optional*, defaults to `False`): also return the patch tokens (prefix tokens
+                dropped), which the reconstruction decoder needs.
+
+        Returns:
+            `tuple`: the pooled token `(batch, hidden)` and the patch tokens `(batch, patches, hidden)` or `None`.
+        """
+        tower = self.towers[modality]
+        out = tower(inputs, attention_mask=attention_mask)
+        hidden = out.last_hidden_state
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), out.pooled_index]
+        return pooled, (hidden[:, tower.num_prefix_tokens :] if with_tokens else None)
+
+    def encode_tower_outputs(
+        self,
+        modality: str,
+        path: str | None,
+        pooled: torch.Tensor,
+        patch_tokens: torch.Tensor | None = None,
+        with_specific: bool | None = None,
+        quantize: bool = True,
+        return_distances: bool = False,
+    ) -> tuple[ModalityEncoding, list[CodebookRecord]]:
+        """Heads -> codebooks of ``path`` for tower outputs (see [`~CodeBindModel.tower_outputs`]).
+
+        Args:
+            modality (`str`): the modality the outputs come from.
+            path (`str`, *optional*): whose specific head and codebooks to use; may be `None` only when neither
+                quantising nor using the specific part.
+            pooled (`torch.Tensor` of shape `(batch, hidden)`): pooled tower outputs.
+            patch_tokens (`torch.Tensor` of shape `(batch, patches, hidden)`, *optional*): tokens to quantise for
+                reconstruction (needs ``quantize`` and the specific part).
+            with_specific (`bool`, *optional*): use the specific head (default: whether ``modality`` has one).
+            quantize (`bool`, *optional*, defaults to `True`): `False` gives the normalised head outputs only.
+            return_distances (`bool`, *optional*, defaults to `False`): keep the pooled quantisations' code
+                distances (the path loss needs them).
+
+        Returns:
+            `tuple`: the [`ModalityEncoding`] and one `CodebookRecord` per quantisation (detached head outputs and
+            their codes, for the trainer's codebook life cycle; empty without ``quantize``).
+        """
+        if with_specific is None:
+            with_specific = self.config.has_specific(modality)
+        if patch_tokens is not None and not (quantize and with_specific):
+            raise ValueError(f"{modality}: patch tokens are quantised for reconstruction, which needs quantize and a specific part")
+        shared = self.shared_heads[modality](pooled)
+        specific = self.specific_heads[path][modality](pooled) if with_specific else None
+        if not quantize:
+            return ModalityEncoding(F.normalize(shared, dim=-1), None if specific is None else F.normalize(specific, dim=-1)), []
+        books = self.quantizers[path]
+        shared_q = books.shared(shared, return_distances=return_distances)
+        encoding = ModalityEncoding(F.normalize(shared_q.quantized, dim=-1), None, shared_q=shared_q)
+        commitment = [shared_q.commitment_loss]
+        records = [CodebookRecord("shared", modality, shared.detach(), shared_q.indices)]
+        if specific is not None:
+            specific_q = books.specific_for(modality)(specific, return_distances=return_distances)
+            encoding.specific, encoding.specific_q = F.normalize(specific_q.quantized, dim=-1), specific_q
+            commitment.append(specific_q.commitment_loss)
+            records.append(CodebookRecord(f"specific.{modality}", modality, specific.detach(), specific_q.indices))
+        if patch_tokens is not None:
+            shared_z = self.shared_heads[modality](patch_tokens)
+            specific_z = self.specific_heads[path][modality](patch_tokens)
+            shared_tok = books.shared(shared_z)
+            specific_tok = books.specific_for(modality)(specific_z)
+            encoding.shared_tokens = F.normalize(shared_tok.quantized, dim=-1)
+            encoding.specific_tokens = F.normalize(specific_tok.quantized, dim=-1)
+            commitment += [shared_tok.commitment_loss, specific_tok.commitment_loss]
+            for name, z, q in (("shared", shared_z, shared_tok), (f"specific.{modality}", specific_z, specific_tok)):
+                records.append(CodebookRecord(name, modality, z.detach().flatten(0, 1), q.indices.flatten(0, 1)))
+        encoding.commitment = torch.stack(commitment).sum()
+        return encoding, records
+
     def _encode(
         self,
         modality: str,
         inputs: torch.Tensor,
         attention_mask: torch.Tensor | None,
         path: str | None,
-        quantize: bool = True,
-        with_specific: bool = False,
+        quantize: bool,
+        with_specific: bool,
         with_tokens: bool = False,
         return_distances: bool = False,
     ) -> ModalityEncoding:
-        """Tower -> heads -> (codebooks of ``path``) for inputs without a clips axis."""
-        tower_out = self.towers[modality](inputs, attention_mask=attention_mask)
-        hidden = tower_out.last_hidden_state
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        pooled = hidden[rows, tower_out.pooled_index]
-        shared = self.shared_heads[modality](pooled)
-        specific = self.specific_heads[path][modality](pooled) if with_specific else None
-        if not quantize:
-            return ModalityEncoding(F.normalize(shared, dim=-1), None if specific is None else F.normalize(specific, dim=-1))
-        books = self.quantizers[path]
-        shared_q = books.shared(shared, return_distances=return_distances)
-        encoding = ModalityEncoding(F.normalize(shared_q.quantized, dim=-1), None, shared_q=shared_q)
-        commitment = [shared_q.commitment_loss]
-        if specific is not None:
-            specific_q = books.specific_for(modality)(specific, return_distances=return_distances)
-            encoding.specific, encoding.specific_q = F.normalize(specific_q.quantized, dim=-1), specific_q
-            commitment.append(specific_q.commitment_loss)
-        if with_tokens:
-            patch_tokens = hidden[:, self.towers[modality].num_prefix_tokens :]
-            shared_tok = books.shared(self.shared_heads[modality](patch_tokens))
-            specific_tok = books.specific_for(modality)(self.specific_heads[path][modality](patch_tokens))
-            encoding.shared_tokens = F.normalize(shared_tok.quantized, dim=-1)
-            encoding.specific_tokens = F.normalize(specific_tok.quantized, dim=-1)
-            commitment += [shared_tok.commitment_loss, specific_tok.commitment_loss]
-        encoding.commitment = torch.stack(commitment).sum()
+        """Checked inputs of one modality -> encoding; a clips axis is folded into the batch (`_average_clips`)."""
+        if self.towers[modality].split_clips(inputs):
+            inputs = inputs.flatten(0, 1)
+        pooled, patch_tokens = self.tower_outputs(modality, inputs, attention_mask, with_tokens)
+        encoding, _ = self.encode_tower_outputs(modality, path, pooled, patch_tokens, with_specific, quantize, return_distances)
         return encoding
+
+    @staticmethod
+    def _average_clips(x: torch.Tensor, batch: int) -> torch.Tensor:
+        """Unit mean over each sample's clip embeddings `(batch * clips, d)` -> `(batch, d)`; `(batch, d)` passes."""
+        if x.shape[0] == batch:
+            return x
+        return F.normalize(x.reshape(batch, -1, x.shape[-1]).mean(1), dim=-1)
 
     def get_features(
         self,
@@ -274,10 +346,6 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         if need_specific and not self.config.has_specific(modality):
             raise ValueError(f"Modality {modality!r} has no specific part; use part='shared'")
         path = self.resolve_path(modality, path) if (need_specific or quantize) else None
-        clips = self.towers[modality].split_clips(inputs)
-        batch = inputs.shape[0]
-        if clips:
-            inputs = inputs.flatten(0, 1)
         encoding = self._encode(modality, inputs, attention_mask, path, quantize, need_specific)
         if part == "shared":
             out = encoding.shared
@@ -285,8 +353,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             out = encoding.specific
         else:
             out = F.normalize(torch.cat([encoding.shared, encoding.specific], dim=-1), dim=-1)
-        if clips:
-            out = F.normalize(out.reshape(batch, -1, out.shape[-1]).mean(1), dim=-1)
+        out = self._average_clips(out, inputs.shape[0])
         if bonds:
             out = apply_bonds(self, modality, out, bonds, expert_features=expert_features, inputs=given, part=part)
         return out
@@ -320,18 +387,14 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 is in the inputs).
             **inputs: ``input_ids``, ``pixel_values``, ``pixel_values_videos``, ``audio_values``, ...
         """
-        from .losses.objective import compute_path_loss  # deferred: path_loss imports this module's types
-
         present = self._present_modalities(inputs)
         if return_loss:
             path = self._loss_path(present, path)
         encodings: dict[str, ModalityEncoding] = {}
         for modality, tensor in present.items():
             self._check_input(modality, tensor)
-            if self.towers[modality].split_clips(tensor):
-                if return_loss:
-                    raise ValueError(f"{modality}: training inputs must not have a clips axis; got shape {tuple(tensor.shape)}")
-                tensor = tensor.flatten(0, 1)  # clip embeddings are averaged below
+            if return_loss and self.towers[modality].split_clips(tensor):
+                raise ValueError(f"{modality}: training inputs must not have a clips axis; got shape {tuple(tensor.shape)}")
             mask = attention_mask if modality == "text" else None
             use_path = path if return_loss else self._default_path(modality)
             with_specific = use_path is not None and self.config.has_specific(modality)
@@ -354,12 +417,6 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         if return_loss:
             output.loss, output.loss_breakdown = compute_path_loss(self, path, encodings, present)
         return output
-
-    @staticmethod
-    def _average_clips(x: torch.Tensor, batch: int) -> torch.Tensor:
-        if x.shape[0] == batch:
-            return x
-        return F.normalize(x.reshape(batch, -1, x.shape[-1]).mean(1), dim=-1)
 
     def _present_modalities(self, inputs: dict) -> dict[str, torch.Tensor]:
         by_key = {key: m for m, key in INPUT_KEYS.items()}

@@ -23,13 +23,12 @@ written processor.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .adapters.io import write_files_atomically
 from .feature_extraction_codebind import CodeBindFeatureExtractor
 from .feature_extraction_sensors import CodeBindSensorFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor
@@ -170,26 +169,15 @@ class CodeBindProcessor(ProcessorMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
         """Write ``processor_config.json`` and the tokenizer files into ``save_directory``.
 
-        Files are first written to a temporary folder beside it, then moved in one by one (``os.replace``).
+        Files are first written to a temporary folder beside it, then moved in (`write_files_atomically`).
         With ``push_to_hub=True`` the folder is then uploaded with [`~PushToHubMixin.push_to_hub`] (``repo_id`` and
         the other keyword arguments are passed on).
         """
         target = Path(save_directory)
         if target.is_file():
             raise NotADirectoryError(f"save_directory must be a directory, got the file {target}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            super().save_pretrained(str(staging))
-            target.mkdir(exist_ok=True)
-            written = []
-            for item in sorted(staging.iterdir()):
-                if item.is_dir():
-                    shutil.rmtree(target / item.name, ignore_errors=True)
-                os.replace(item, target / item.name)
-                written.append(str(target / item.name))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        save = super().save_pretrained
+        written = [str(path) for path in write_files_atomically(target, lambda staging: save(str(staging)))]
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", target.name)
             self.push_to_hub(repo_id, **kwargs)

@@ -32,6 +32,8 @@ from pathlib import Path
 import regex
 from transformers.tokenization_python import PreTrainedTokenizer
 
+from .adapters.io import write_file_atomically
+
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json", "merges_file": "merges.txt"}
 PACKAGED_BPE_DIR = Path(__file__).parent / "data" / "clip_bpe"
 START_TOKEN, END_TOKEN = "<|startoftext|>", "<|endoftext|>"
@@ -93,15 +95,14 @@ def convert_clip_bpe_merges(gz_path: str | os.PathLike, save_directory: str | os
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     vocab_path, merges_path = directory / VOCAB_FILES_NAMES["vocab_file"], directory / VOCAB_FILES_NAMES["merges_file"]
-    _write_atomic(vocab_path, json.dumps(vocab, ensure_ascii=False) + "\n")
-    _write_atomic(merges_path, "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    _write_bpe_files(vocab_path, vocab, merges_path, merges)
     return vocab_path, merges_path
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _write_bpe_files(vocab_path: Path, vocab: dict[str, int], merges_path: Path, merges) -> None:
+    """``vocab.json`` and ``merges.txt`` (with the ``#version`` header of CLIP's files), each written atomically."""
+    write_file_atomically(vocab_path, json.dumps(vocab, ensure_ascii=False) + "\n")
+    write_file_atomically(merges_path, "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
 
 
 def _read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
@@ -248,9 +249,7 @@ class CodeBindTokenizer(PreTrainedTokenizer):
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         vocab_path = Path(save_directory) / (prefix + VOCAB_FILES_NAMES["vocab_file"])
         merges_path = Path(save_directory) / (prefix + VOCAB_FILES_NAMES["merges_file"])
-        _write_atomic(vocab_path, json.dumps(self.encoder, ensure_ascii=False) + "\n")
-        merges = sorted(self.bpe_ranks, key=self.bpe_ranks.get)
-        _write_atomic(merges_path, "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+        _write_bpe_files(vocab_path, self.encoder, merges_path, sorted(self.bpe_ranks, key=self.bpe_ranks.get))
         return str(vocab_path), str(merges_path)
 
 

@@ -1,7 +1,7 @@
 """Bonds on a [`CodeBindModel`]: attached without touching its weights, applied by ``get_features``, and saved,
 loaded and pushed as small artifacts beside the base model, like modality paths (`codebind_hf.adapters.paths`).
 
-``add_bond(model, bond)`` registers a bond in ``model.bonds``, and ``model.get_features(modality, inputs,
+``add_bond(model, bond)`` registers a bond in the model's registry (``model.bonds``), and ``model.get_features(modality, inputs,
 bonds={"name": f})`` returns the bonded embedding (`apply_bonds`). A bond artifact is a folder (local or a Hub
 repo) of two files:
 
@@ -12,7 +12,8 @@ repo) of two files:
 
 Loading checks the format, the checksum and the shapes, then that the model has the modality's tower, the same
 unified width and the same fingerprint, and refuses a mismatch naming both sides. Writes go to a temporary folder
-renamed into place (`codebind_hf.adapters.io`).
+renamed into place (`codebind_hf.adapters.io`). The verbs are those of every small artifact: ``save_bond``,
+``load_bond``, ``push_bond``, ``remove_bond``, ``list_bonds``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pathlib import Path
 
 import torch
 
-from .io import ArtifactFormat, push_folder
-from .bonds import SpaceBond, SpaceBondConfig
 from ..modalities import canonical_modality
+from ..version import __version__
+from .bonds import SpaceBond, SpaceBondConfig
+from .io import ArtifactFormat, push_folder
 from .paths import base_model_fingerprint, base_model_record, check_base_model
+from .state import adapter_state, renamed_argument
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +69,16 @@ def check_bond_fits(model, config: SpaceBondConfig) -> None:
 
 
 def add_bond(model, bond: SpaceBond, replace: bool = False) -> None:
-    """Register ``bond`` in ``model.bonds`` under ``bond.name``.
+    """Register ``bond`` in ``model.bonds`` (the model's `AdapterState`) under ``bond.name``.
 
-    The registry is a plain dict, outside the module tree: the model's ``state_dict``, ``save_pretrained`` and
+    The registry is outside the module tree: the model's ``state_dict``, ``save_pretrained`` and
     strict ``from_pretrained`` are unchanged, and ``model.to(...)`` does not move bonds (a bond computes on its
     own device and hands results back on the embeddings'). Save bonds with `save_bond`.
     """
     if not isinstance(bond, SpaceBond):
         raise TypeError(f"expected a SpaceBond, got {type(bond).__name__}")
     check_bond_fits(model, bond.config)
-    registry = model.__dict__.setdefault("bonds", {})
+    registry = adapter_state(model).bonds
     if bond.name in registry and not replace:
         raise ValueError(f"A bond named {bond.name!r} is already attached; remove_bond first or pass replace=True")
     registry[bond.name] = bond
@@ -83,7 +86,7 @@ def add_bond(model, bond: SpaceBond, replace: bool = False) -> None:
 
 def remove_bond(model, name: str) -> SpaceBond:
     """Detach and return the bond ``name``."""
-    registry = model.__dict__.get("bonds", {})
+    registry = adapter_state(model).bonds
     if name not in registry:
         raise KeyError(f"No bond {name!r} attached; attached bonds: {sorted(registry)}")
     return registry.pop(name)
@@ -91,7 +94,7 @@ def remove_bond(model, name: str) -> SpaceBond:
 
 def list_bonds(model) -> list[str]:
     """Names of the attached bonds, sorted."""
-    return sorted(model.__dict__.get("bonds", {}))
+    return sorted(adapter_state(model).bonds)
 
 
 def apply_bonds(
@@ -111,7 +114,7 @@ def apply_bonds(
     """
     if not isinstance(bonds, Mapping):
         raise TypeError(f"bonds must be a dict of bond name -> factor, got {type(bonds).__name__}")
-    registry = model.__dict__.get("bonds", {})
+    registry = adapter_state(model).bonds
     modality = canonical_modality(modality)
     active = [n for n, f in bonds.items() if n in registry and registry[n].kind == "combination" and float(f) > 0]
     if isinstance(expert_features, torch.Tensor) and len(active) > 1:
@@ -161,7 +164,7 @@ def _resolve(model_or_bond, name: str | None) -> tuple[SpaceBond, object | None]
         if name is not None and name != model_or_bond.name:
             raise ValueError(f"The bond is named {model_or_bond.name!r}, not {name!r}")
         return model_or_bond, None
-    registry = model_or_bond.__dict__.get("bonds", {})
+    registry = adapter_state(model_or_bond).bonds
     if name not in registry:
         raise KeyError(f"No bond {name!r} attached; attached bonds: {sorted(registry)}")
     return registry[name], model_or_bond
@@ -169,8 +172,6 @@ def _resolve(model_or_bond, name: str | None) -> tuple[SpaceBond, object | None]
 
 def bond_config_dict(bond: SpaceBond, model=None, state: dict[str, torch.Tensor] | None = None) -> dict:
     """The ``bond_config.json`` contents (without ``weights_sha256``); ``base_model`` is None without a model."""
-    from .. import __version__
-
     state = bond.state_dict() if state is None else state
     base = None
     if model is not None:
@@ -187,9 +188,11 @@ def bond_config_dict(bond: SpaceBond, model=None, state: dict[str, torch.Tensor]
     }
 
 
-def save_bond(model_or_bond, name: str | None, save_directory: str | os.PathLike) -> Path:
-    """Write a bond artifact: the bond ``name`` attached to a model (recording the model's fingerprint), or a
-    bare [`SpaceBond`] (no base model recorded; ``name`` may be None).
+def save_bond(model_or_bond, name: str | None, bond_dir: str | os.PathLike | None = None, *,
+              save_directory: str | os.PathLike | None = None) -> Path:
+    """Write a bond artifact to ``bond_dir`` (``save_directory`` is its former name): the bond ``name`` attached to
+    a model (recording the model's fingerprint), or a bare [`SpaceBond`] (no base model recorded; ``name`` may be
+    None).
 
     Example:
 
@@ -205,11 +208,12 @@ def save_bond(model_or_bond, name: str | None, save_directory: str | os.PathLike
     ```
 
     Returns:
-        `Path`: ``save_directory``.
+        `Path`: ``bond_dir``.
     """
+    bond_dir = renamed_argument(bond_dir, save_directory, "bond_dir", "save_directory")
     bond, model = _resolve(model_or_bond, name)
     state = {k: v.detach().contiguous().cpu() for k, v in bond.state_dict().items()}
-    return BOND_ARTIFACT.save(save_directory, state, bond_config_dict(bond, model, state))
+    return BOND_ARTIFACT.save(bond_dir, state, bond_config_dict(bond, model, state))
 
 
 def push_bond(

@@ -6,7 +6,8 @@ embedding space of an *expert* model, trained with InfoNCE on (pseudo-)paired em
 - a ``"combination"`` bond maps expert embeddings into the frozen unified space; the bonded embedding mixes both,
   ``normalize(f·proj(expert(x)) + (1−f)·unified(x))`` with a factor ``f`` in ``[0, 1]``.
 
-A bond's projector is an MLP (`BondProjector`) or the average of several trained on different subsets of the
+A bond's projector is an MLP (`BondProjectionMLP`; not the projector-mode `ProjectorHead` of
+`codebind_hf.adapters.projector`, which replaces a shared head) or the average of several trained on different subsets of the
 pairs (`ProjectorMixture`). `mine_pseudo_pairs` builds pairs from two unpaired collections by nearest-neighbour
 retrieval. Nothing here knows the model: attaching bonds to a [`CodeBindModel`] and their artifacts are in
 `codebind_hf.adapters.bond_io`.
@@ -112,9 +113,10 @@ class SpaceBondConfig:
 
 
 # ---------------------------------------------------------------------------- projectors
-class BondProjector(nn.Module):
+class BondProjectionMLP(nn.Module):
     """MLP from `(N, in_dim)` to unit vectors `(N, out_dim)`; inputs are L2-normalised first, so raw and unit
-    embeddings give the same output."""
+    embeddings give the same output. It maps between two embedding spaces, where `ProjectorHead`
+    (`codebind_hf.adapters.projector`) maps tower tokens to an embedding."""
 
     def __init__(self, config: SpaceBondConfig):
         super().__init__()
@@ -131,6 +133,9 @@ class BondProjector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.mlp(F.normalize(x, dim=-1)), dim=-1)
+
+
+BondProjector = BondProjectionMLP  # deprecated: the former name
 
 
 class ProjectorMixture(nn.Module):
@@ -155,7 +160,7 @@ class ProjectorMixture(nn.Module):
     def __init__(self, config: SpaceBondConfig):
         super().__init__()
         self.config = config
-        self.members = nn.ModuleList(BondProjector(config) for _ in range(config.num_projectors))
+        self.members = nn.ModuleList(BondProjectionMLP(config) for _ in range(config.num_projectors))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(torch.stack([member(x) for member in self.members]).mean(0), dim=-1)
@@ -300,7 +305,7 @@ class SpaceBond(nn.Module):
     def __init__(self, config: SpaceBondConfig, expert_encoder: Callable | None = None):
         super().__init__()
         self.config = config
-        self.projector = ProjectorMixture(config) if config.num_projectors > 1 else BondProjector(config)
+        self.projector = ProjectorMixture(config) if config.num_projectors > 1 else BondProjectionMLP(config)
         self.set_expert_encoder(expert_encoder)
 
     def set_expert_encoder(self, encoder: Callable | None) -> None:
@@ -463,6 +468,7 @@ def mine_pseudo_pairs(
 
 __all__ = [
     "SpaceBondConfig",
+    "BondProjectionMLP",
     "BondProjector",
     "ProjectorMixture",
     "SpaceBond",

@@ -27,17 +27,34 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_file_atomically(path: str | os.PathLike, data: str | bytes) -> Path:
+def _default_permissions(path: str | os.PathLike, mode: int) -> None:
+    # mkstemp/mkdtemp make 0o600/0o700; the result should look like any other file or folder.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+def write_file_atomically(path: str | os.PathLike, data: str | bytes | Callable[[Path], object], *,
+                          fsync: bool = False) -> Path:
     """Write ``data`` (text as UTF-8) to a temporary file beside ``path``, then rename it over ``path``, so that a
     reader never sees a half-written file.
+
+    ``data`` may also be a callable that writes the temporary file itself, given its path (for writers that only
+    take a file name, such as `safetensors.torch.save_file`). With ``fsync=True`` the bytes reach the disk before
+    the rename (a commit point that must survive a power cut).
 
     Example:
 
     ```python
-    >>> import tempfile
-    >>> path = write_file_atomically(tempfile.mkdtemp() + "/out/results.json", '{"a": 1}')
+    >>> import tempfile, torch
+    >>> from safetensors.torch import load_file, save_file
+    >>> folder = tempfile.mkdtemp()
+    >>> path = write_file_atomically(folder + "/out/results.json", '{"a": 1}')
     >>> path.read_text()
     '{"a": 1}'
+    >>> path = write_file_atomically(folder + "/w.safetensors", lambda tmp: save_file({"w": torch.ones(2)}, tmp))
+    >>> load_file(path)["w"].tolist()
+    [1.0, 1.0]
 
     ```
 
@@ -48,11 +65,16 @@ def write_file_atomically(path: str | os.PathLike, data: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data.encode("utf-8") if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0o600; the result should look like any other file
+        if callable(data):
+            os.close(handle)
+            data(Path(tmp))
+        else:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if fsync:
+            with open(tmp, "rb+") as out:
+                os.fsync(out.fileno())
+        _default_permissions(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -61,31 +83,56 @@ def write_file_atomically(path: str | os.PathLike, data: str | bytes) -> Path:
     return path
 
 
-def write_dir_atomically(directory: str | os.PathLike, write: Callable[[Path], None], replaceable: Iterable[str]) -> Path:
+def write_json_atomically(path: str | os.PathLike, payload, *, fsync: bool = False, **dumps_kwargs) -> Path:
+    """`write_file_atomically` of ``json.dumps(payload, **dumps_kwargs)`` (no trailing newline is added).
+
+    Example:
+
+    ```python
+    >>> import tempfile
+    >>> write_json_atomically(tempfile.mkdtemp() + "/state.json", {"step": 3}, indent=2).read_text()
+    '{\\n  "step": 3\\n}'
+
+    ```
+
+    Returns:
+        `Path`: ``path``.
+    """
+    return write_file_atomically(path, json.dumps(payload, **dumps_kwargs), fsync=fsync)
+
+
+def _staging_dir(directory: Path) -> Path:
+    """An empty folder beside ``directory`` (same file system, so entries can be renamed into place)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    _default_permissions(staging, 0o777)
+    return staging
+
+
+def write_dir_atomically(directory: str | os.PathLike, write: Callable[[Path], None],
+                         replaceable: Iterable[str] | None) -> Path:
     """Fill a temporary sibling folder through ``write(staging_dir)``, then rename it to ``directory``.
 
     An existing ``directory`` is replaced only if it holds nothing but files named in ``replaceable`` (so a
-    mistyped folder cannot wipe, say, a training run); if anything fails, the previous folder is left as it was.
+    mistyped folder cannot wipe, say, a training run); ``replaceable=None`` replaces whatever it holds (for a folder
+    the caller owns entirely, such as a cache entry). If anything fails, the previous folder is left as it was.
 
     Returns:
         `Path`: ``directory``.
     """
     directory = Path(directory)
-    replaceable = set(replaceable)
     if directory.exists():
         if not directory.is_dir():
             raise NotADirectoryError(f"{directory} exists and is not a directory")
-        foreign = sorted(p.name for p in directory.iterdir() if p.name not in replaceable)
-        if foreign:
-            raise FileExistsError(
-                f"{directory} holds other files {foreign[:5]}; write into a new or empty directory (or one holding "
-                f"only {sorted(replaceable)}), since it is replaced as a whole"
-            )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0o700; the result should look like any other folder
+        if replaceable is not None:
+            replaceable = set(replaceable)
+            foreign = sorted(p.name for p in directory.iterdir() if p.name not in replaceable)
+            if foreign:
+                raise FileExistsError(
+                    f"{directory} holds other files {foreign[:5]}; write into a new or empty directory (or one "
+                    f"holding only {sorted(replaceable)}), since it is replaced as a whole"
+                )
+    staging = _staging_dir(directory)
     old = None
     try:
         write(staging)
@@ -102,6 +149,48 @@ def write_dir_atomically(directory: str | os.PathLike, write: Callable[[Path], N
         if old is not None and directory.exists():
             shutil.rmtree(old, ignore_errors=True)
     return directory
+
+
+def write_files_atomically(directory: str | os.PathLike, write: Callable[[Path], None]) -> list[Path]:
+    """Fill a temporary sibling folder through ``write(staging_dir)``, then move what it wrote into ``directory``.
+
+    A new ``directory`` is the staging folder renamed in one step. Into an existing one each entry is renamed over
+    its namesake (a folder replaces a folder), so every file appears whole and files ``write`` did not produce are
+    kept (unlike `write_dir_atomically`, which replaces the folder as a whole).
+
+    Example:
+
+    ```python
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "model"
+    >>> _ = write_files_atomically(folder, lambda d: (d / "a.txt").write_text("1"))
+    >>> [p.name for p in write_files_atomically(folder, lambda d: (d / "b.txt").write_text("2"))]
+    ['b.txt']
+    >>> sorted(p.name for p in folder.iterdir())
+    ['a.txt', 'b.txt']
+
+    ```
+
+    Returns:
+        `list[Path]`: the paths written in ``directory``, by name.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} exists and is not a directory")
+    staging = _staging_dir(directory)
+    try:
+        write(staging)
+        names = sorted(item.name for item in staging.iterdir())
+        if not directory.exists():
+            os.replace(staging, directory)
+        else:
+            for name in names:
+                if (staging / name).is_dir():
+                    shutil.rmtree(directory / name, ignore_errors=True)
+                os.replace(staging / name, directory / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [directory / name for name in names]
 
 
 @contextlib.contextmanager
@@ -313,7 +402,9 @@ def push_folder(write: Callable[[Path], str | os.PathLike], repo_id: str, *, tok
 __all__ = [
     "file_sha256",
     "write_file_atomically",
+    "write_json_atomically",
     "write_dir_atomically",
+    "write_files_atomically",
     "ArtifactFormat",
     "push_folder",
     "token_kept_out_of_errors",

@@ -2,7 +2,9 @@
 
 peft wraps each targeted ``nn.Linear`` in place (``base_layer`` + ``lora_A``/``lora_B``); only the LoRA
 matrices are trainable. The targets come from the tower itself (``tower.lora_target_modules(n)``), so
-the same call works for ImageBind towers and transformers backbones.
+the same call works for ImageBind towers and transformers backbones. Which tensors are LoRA's is read from peft's
+tuner layers (`lora_keys`), never from parameter names; the settings live in the model's registry
+(`codebind_hf.adapters.state.AdapterState.lora`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from ..modalities import canonical_modality
+from .state import adapter_state
 
 
 def add_lora(
@@ -45,6 +48,7 @@ def add_lora(
     if modality not in model.towers:
         raise ValueError(f"No tower for modality {modality!r}; the model has {sorted(model.towers)}")
     tower = model.towers[modality]
+    settings = adapter_state(model).lora
     paths = getattr(getattr(model, "config", None), "paths", {}) or {}
     path = paths.get(modality, {})
     r = path.get("lora_rank", 4) if r is None else r
@@ -54,37 +58,83 @@ def add_lora(
         raise ValueError(f"last_n_blocks must lie in [1, {tower.num_blocks}] for the {modality} tower, got {last_n_blocks}")
     if r < 1:
         raise ValueError(f"LoRA rank r must be >= 1, got {r}")
-    if modality in getattr(model, "lora_settings", {}):
-        raise ValueError(f"The {modality} tower already has LoRA: {model.lora_settings[modality]}")
+    if modality in settings:
+        raise ValueError(f"The {modality} tower already has LoRA: {settings[modality]}")
     targets = tower.lora_target_modules(last_n_blocks)
     config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=dropout, target_modules=targets, bias="none")
     inject_adapter_in_model(config, tower, adapter_name=adapter_name)
-    if not hasattr(model, "lora_settings"):
-        model.lora_settings = {}
-    model.lora_settings[modality] = {"r": r, "lora_alpha": lora_alpha, "last_n_blocks": last_n_blocks, "dropout": dropout}
+    settings[modality] = {"r": r, "lora_alpha": lora_alpha, "last_n_blocks": last_n_blocks, "dropout": dropout}
     return targets
+
+
+# ---------------------------------------------------------------------------- which tensors are LoRA's
+def lora_keys(module: nn.Module) -> dict[str, str | None]:
+    """The state-dict keys of ``module`` that peft's tuner layers own, each mapped to its key in the plain module.
+
+    As peft counts them, everything on a tuner layer belongs to it: the wrapped layer, whose tensors map to the
+    keys they had before the injection (``q.base_layer.weight`` -> ``q.weight``), and the adapter tensors, which
+    map to None (``q.lora_A.default.weight``). Keys of modules without LoRA are not in the result.
+    """
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # without peft there is no LoRA to see
+        return {}
+    owned: dict[str, str | None] = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, BaseTunerLayer):
+            prefix = f"{name}." if name else ""
+            for key in layer.state_dict():
+                child, _, rest = key.partition(".")
+                owned[prefix + key] = prefix + rest if child == "base_layer" else None
+    return owned
+
+
+def lora_adapter_keys(module: nn.Module, prefix: str = "") -> set[str]:
+    """Keys (with ``prefix``) of the LoRA adapter tensors in ``module`` (see `lora_keys`)."""
+    return {prefix + key for key, plain in lora_keys(module).items() if plain is None}
+
+
+def plain_state_keys(module: nn.Module) -> set[str]:
+    """The state-dict keys ``module`` has without its LoRA (see `lora_keys`)."""
+    owned = lora_keys(module)
+    return {owned.get(key, key) for key in module.state_dict()} - {None}
 
 
 def lora_state_dict(model: nn.Module, modality: str) -> dict[str, torch.Tensor]:
     """The LoRA weights of a tower, keyed by their full names in ``model``."""
     modality = canonical_modality(modality)
+    if modality not in model.towers:
+        return {}
     prefix = f"towers.{modality}."
-    return {k: v for k, v in model.state_dict().items() if k.startswith(prefix) and "lora_" in k}
+    adapters = lora_adapter_keys(model.towers[modality], prefix)
+    return {k: v for k, v in model.towers[modality].state_dict(prefix=prefix).items() if k in adapters}
+
+
+# ---------------------------------------------------------------------------- taking LoRA off
+def _take_off(model: nn.Module, modality: str, merge: bool) -> None:
+    """Put every tuner layer of the tower back to its base layer (after folding the update in, with ``merge``)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer  # only reached when LoRA was added, so peft is there
+
+    tower = model.towers[modality]
+    for name, layer in list(tower.named_modules()):
+        if isinstance(layer, BaseTunerLayer):
+            if merge:
+                layer.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(tower.get_submodule(parent) if parent else tower, child, layer.get_base_layer())
+    if hasattr(tower, "peft_config"):  # left by peft's injection; a later add_lora would warn about it
+        del tower.peft_config
+    adapter_state(model).lora.pop(modality, None)
+
+
+def remove_lora(model: nn.Module, modality: str) -> None:
+    """Drop the LoRA adapters of a tower: it regains its plain modules, keys and weights."""
+    _take_off(model, canonical_modality(modality), merge=False)
 
 
 def merge_lora(model: nn.Module, modality: str) -> None:
     """Fold the LoRA update into the base weights and remove the adapters (the tower regains its plain keys)."""
-    modality = canonical_modality(modality)
-    tower = model.towers[modality]
-    from peft.tuners.lora import LoraLayer
-
-    for name, module in list(tower.named_modules()):
-        if isinstance(module, LoraLayer):
-            module.merge()
-            parent_name, _, child = name.rpartition(".")
-            parent = tower.get_submodule(parent_name) if parent_name else tower
-            setattr(parent, child, module.get_base_layer())
-    getattr(model, "lora_settings", {}).pop(modality, None)
+    _take_off(model, canonical_modality(modality), merge=True)
 
 
 def set_trainable(model: nn.Module, target: str, mode: str) -> list[str]:
@@ -98,15 +148,14 @@ def set_trainable(model: nn.Module, target: str, mode: str) -> list[str]:
     target = canonical_modality(target)
     if mode not in ("lora", "headtune", "fulltune"):
         raise ValueError(f"mode must be 'lora', 'headtune' or 'fulltune', got {mode!r}")
-    if mode == "lora" and target not in getattr(model, "lora_settings", {}):
+    if mode == "lora" and target not in adapter_state(model).lora:
         raise ValueError(f"mode 'lora' needs LoRA on the {target} tower first: call add_lora(model, {target!r})")
     heads = (f"shared_heads.{target}.", f"specific_heads.{target}.", f"logit_scales.{target}.")
+    adapters = lora_adapter_keys(model.towers[target], f"towers.{target}.") if mode == "lora" else set()
     trainable = []
     for name, param in model.named_parameters():
-        keep = name.startswith(heads)
-        if mode == "lora":
-            keep = keep or (name.startswith(f"towers.{target}.") and "lora_" in name)
-        elif mode == "fulltune":
+        keep = name.startswith(heads) or name in adapters
+        if mode == "fulltune":
             keep = keep or name.startswith(f"towers.{target}.")
         if name.startswith("decoder."):
             keep = True  # training-only reconstruction decoder
@@ -116,4 +165,13 @@ def set_trainable(model: nn.Module, target: str, mode: str) -> list[str]:
     return trainable
 
 
-__all__ = ["add_lora", "lora_state_dict", "merge_lora", "set_trainable"]
+__all__ = [
+    "add_lora",
+    "lora_keys",
+    "lora_adapter_keys",
+    "plain_state_keys",
+    "lora_state_dict",
+    "remove_lora",
+    "merge_lora",
+    "set_trainable",
+]

@@ -19,6 +19,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from ..version import __version__
+
 TEMPLATES = Path(__file__).parent.parent / "data" / "model_cards"
 IMAGEBIND_LICENSE = "cc-by-nc-sa-4.0"
 LICENSE_TEXT = {
@@ -215,8 +217,6 @@ def render_base_card(
         revision (`str`, *optional*): commit of the checkpoint this model was loaded from.
     """
     license = license or IMAGEBIND_LICENSE
-    from .. import __version__
-
     name = repo_id or "codebind-model"
     rows = read_eval_results(results)
     data_text, dataset_ids = _training_data(training_data)

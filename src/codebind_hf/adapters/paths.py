@@ -9,6 +9,9 @@ A path (named by its target modality) is a folder (local or a Hub repo) of three
   head and logit scale, and the target tower's LoRA weights (the whole target tower for ``mode="fulltune"``);
 - ``README.md``: a generated model card (`codebind_hf.adapters.model_cards`).
 
+The verbs are those of every small artifact (bonds, projectors, the code index): ``save_path``, ``load_path``,
+``push_path``, ``remove_path``, ``list_paths``, as model methods and as functions of the model here.
+
 The decoder is never part of a path. Loading checks, before touching the model, the tower, dims, quantizer
 settings, the weights' checksum and the base model's fingerprint, then every tensor name and shape; a refused
 load names both sides and leaves the model as it was. Writes go to a temporary folder renamed into place, uploads
@@ -25,11 +28,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .io import ArtifactFormat, push_folder, resolve_hub_revision
 from ..configuration_codebind import PathConfig, normalize_path_config
-from ..modules.heads import ProjectionHead
 from ..modalities import canonical_modality
+from ..modules.heads import ProjectionHead
 from ..quantization.quantizer import MultiCodebookQuantizer
+from ..version import __version__
+from .io import ArtifactFormat, push_folder, resolve_hub_revision
+from .lora import add_lora, lora_adapter_keys, lora_keys, plain_state_keys, remove_lora
+from .model_cards import render_base_card, render_path_card
+from .state import AdapterStateMixin, adapter_state, deprecated_alias, renamed_argument
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +57,8 @@ def base_model_fingerprint(model: nn.Module, target: str, path: dict | None = No
     """sha256 over the names, shapes and a deterministic sample of values of the frozen weights a path depends on.
 
     Those are the bridges' towers and shared heads, and the target tower unless the path fine-tunes it fully
-    (LoRA wrappers are seen through: ``...q_proj.base_layer.weight`` counts as ``...q_proj.weight``). Values are
+    (LoRA is seen through, `codebind_hf.adapters.lora.lora_keys`: ``...q_proj.base_layer.weight`` counts as
+    ``...q_proj.weight`` and the adapter tensors do not count). Values are
     compared at bfloat16 precision, so a base model cast to half precision keeps its fingerprint.
 
     Args:
@@ -66,13 +74,15 @@ def base_model_fingerprint(model: nn.Module, target: str, path: dict | None = No
     bridges = list(path.get("bridges", model.config.bridges))
     towers = bridges + ([target] if path.get("mode", "lora") != "fulltune" else [])
     prefixes = tuple(f"towers.{m}." for m in towers) + tuple(f"shared_heads.{m}." for m in bridges)
+    owned = lora_keys(model)
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        if not name.startswith(prefixes) or "lora_" in name:
+        plain = owned.get(name, name)
+        if not name.startswith(prefixes) or plain is None:
             continue
         flat = tensor.detach().reshape(-1)
         sample = flat[:: max(1, flat.numel() // _SAMPLE)][:_SAMPLE].to(torch.bfloat16).float().cpu()
-        digest.update(f"{name.replace('.base_layer.', '.')}{tuple(tensor.shape)}".encode())
+        digest.update(f"{plain}{tuple(tensor.shape)}".encode())
         digest.update(sample.numpy().tobytes())
     return digest.hexdigest()
 
@@ -81,7 +91,7 @@ def base_model_record(model: nn.Module, fingerprint: str) -> dict:
     """The ``base_model`` entry of an artifact's config: the model's id, Hub revision and the given fingerprint."""
     return {
         "name_or_path": str(getattr(model.config, "_name_or_path", "") or ""),
-        "revision": getattr(model, "hub_revision", None),
+        "revision": adapter_state(model).hub_revision,
         "fingerprint": fingerprint,
     }
 
@@ -111,18 +121,22 @@ def _differences(theirs: dict, ours: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- files
-def read_path_artifact(directory: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read and check a path folder on its own: format, checksum, readable safetensors, shapes as recorded.
+def read_path_artifact(repo_id_or_dir: str | os.PathLike | None = None, revision: str | None = None, *,
+                       token: str | bool | None = None, directory: str | os.PathLike | None = None,
+                       ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read and check a path folder (or Hub repo) on its own: format, checksum, readable safetensors, shapes as
+    recorded. ``directory`` is the former name of ``repo_id_or_dir``.
 
     Returns:
         `tuple[dict, dict[str, torch.Tensor]]`: the ``path_config.json`` contents and the tensors.
     """
-    return PATH_ARTIFACT.read(directory)
+    repo_id_or_dir = renamed_argument(repo_id_or_dir, directory, "repo_id_or_dir", "directory")
+    return PATH_ARTIFACT.read(PATH_ARTIFACT.local_dir(repo_id_or_dir, revision=revision, token=token))
 
 
 # ---------------------------------------------------------------------------- the mixin
-class ModalityPathMixin:
-    """Modality paths for [`CodeBindModel`]: ``add_path``, ``save_path``, ``load_path``, ``push_path_to_hub``,
+class ModalityPathMixin(AdapterStateMixin):
+    """Modality paths for [`CodeBindModel`]: ``add_path``, ``save_path``, ``load_path``, ``push_path``,
     ``list_paths``, ``remove_path``, and ``push_to_hub`` of the full model with a generated card.
 
     Example:
@@ -161,7 +175,7 @@ class ModalityPathMixin:
             kwargs["revision"] = revision  # pin every file of this load to that commit
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        model.hub_revision = getattr(revision, "resolved", None)
+        adapter_state(model).hub_revision = getattr(revision, "resolved", None)
         return loaded
 
     # ------------------------------------------------------------------ building, listing, removing
@@ -220,18 +234,10 @@ class ModalityPathMixin:
         paths = dict(self.config.paths)
         paths.pop(target, None)
         self.config.paths = paths
-        if target in getattr(self, "lora_settings", {}):
-            from peft.tuners.lora import LoraLayer
-
-            tower = self.towers[target]
-            for name, module in list(tower.named_modules()):
-                if isinstance(module, LoraLayer):
-                    parent_name, _, child = name.rpartition(".")
-                    setattr(tower.get_submodule(parent_name) if parent_name else tower, child, module.get_base_layer())
-            self.lora_settings.pop(target)
-            if hasattr(tower, "peft_config"):  # left by peft's injection; a later add_lora would warn about it
-                del tower.peft_config
-        backup = getattr(self, "_path_backups", {}).pop(target, None)
+        state = adapter_state(self)
+        if target in state.lora:
+            remove_lora(self, target)
+        backup = state.path_backups.pop(target, None)
         if backup is not None:
             self.load_state_dict(backup, strict=False)
 
@@ -242,21 +248,17 @@ class ModalityPathMixin:
         if target not in self.quantizers:
             raise KeyError(f"No path {target!r} loaded; loaded paths: {self.list_paths()}")
         prefixes = _path_prefixes(target, self.config.paths[target].get("mode", "lora"))
-        lora_prefix = f"towers.{target}."
+        adapters = lora_adapter_keys(self.towers[target], f"towers.{target}.")
         return {
-            k: v.detach().contiguous().cpu()
-            for k, v in self.state_dict().items()
-            if k.startswith(prefixes) or (k.startswith(lora_prefix) and "lora_" in k)
+            k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k.startswith(prefixes) or k in adapters
         }
 
     def path_config_dict(self, target: str, state: dict[str, torch.Tensor] | None = None) -> dict:
         """The ``path_config.json`` contents of a path (without ``weights_sha256``, known once the file is written)."""
-        from .. import __version__
-
         target = canonical_modality(target)
         state = self.path_state_dict(target) if state is None else state
-        lora = getattr(self, "lora_settings", {}).get(target)
-        if lora is None and any("lora_" in k for k in state):
+        lora = adapter_state(self).lora.get(target)
+        if lora is None and lora_adapter_keys(self.towers[target], f"towers.{target}.") & set(state):
             raise ValueError(
                 f"The {target} tower has LoRA weights but no recorded LoRA settings; inject LoRA with codebind_hf.adapters.lora.add_lora"
             )
@@ -280,27 +282,28 @@ class ModalityPathMixin:
     def save_path(
         self,
         target: str,
-        save_directory: str | os.PathLike,
+        path_dir: str | os.PathLike | None = None,
         *,
         card: bool = True,
         repo_id: str | None = None,
         training_data: str | list[str] | None = None,
         results: dict | str | os.PathLike | None = None,
         license: str | None = None,
+        save_directory: str | os.PathLike | None = None,
     ) -> Path:
-        """Write the path artifact of ``target`` to ``save_directory`` (a temporary folder, then a rename).
+        """Write the path artifact of ``target`` to ``path_dir`` (a temporary folder, then a rename).
 
         Args:
             target (`str`): the path's target modality.
-            save_directory (`str` or `os.PathLike`): a new folder, or one holding only a previous path artifact.
+            path_dir (`str` or `os.PathLike`): a new folder, or one holding only a previous path artifact
+                (``save_directory`` is its former name).
             card (`bool`, *optional*, defaults to `True`): also write the generated ``README.md`` card.
             repo_id, training_data, results, license: card details, see `codebind_hf.adapters.model_cards.render_path_card`.
 
         Returns:
-            `Path`: ``save_directory``.
+            `Path`: ``path_dir``.
         """
-        from .model_cards import render_path_card
-
+        path_dir = renamed_argument(path_dir, save_directory, "path_dir", "save_directory")
         target = canonical_modality(target)
         state = self.path_state_dict(target)
         config = self.path_config_dict(target, state)
@@ -309,9 +312,9 @@ class ModalityPathMixin:
             text = render_path_card(config, repo_id=repo_id, training_data=training_data, results=results, license=license)
             (staging / PATH_CARD).write_text(text)
 
-        return PATH_ARTIFACT.save(save_directory, state, config, write_card if card else None)
+        return PATH_ARTIFACT.save(path_dir, state, config, write_card if card else None)
 
-    def push_path_to_hub(
+    def push_path(
         self,
         target: str,
         repo_id: str,
@@ -341,6 +344,8 @@ class ModalityPathMixin:
                            commit_message=commit_message or f"Upload CodeBind {target} path",
                            commit_description=commit_description)
 
+    push_path_to_hub = deprecated_alias(push_path, "push_path_to_hub")
+
     def push_to_hub(
         self,
         repo_id: str,
@@ -366,11 +371,9 @@ class ModalityPathMixin:
         or a list of Hub dataset ids) and ``license`` (default CC BY-NC-SA 4.0, for ImageBind-derived weights).
         Returns the `huggingface_hub.CommitInfo`. Errors never carry the token.
         """
-        from .model_cards import render_base_card
-
         def write(tmp: Path) -> Path:
             card = render_base_card(self.config, repo_id=repo_id, results=results, training_data=training_data,
-                                    license=license, tags=tags, revision=getattr(self, "hub_revision", None))
+                                    license=license, tags=tags, revision=adapter_state(self).hub_revision)
             self.save_pretrained(tmp, include_decoder=include_decoder, max_shard_size=max_shard_size)
             (tmp / PATH_CARD).write_text(card)
             return tmp
@@ -403,8 +406,7 @@ class ModalityPathMixin:
         Returns:
             `str`: the path's target modality.
         """
-        directory = PATH_ARTIFACT.local_dir(repo_id_or_dir, revision=revision, token=token)
-        config, state = read_path_artifact(directory)
+        config, state = read_path_artifact(repo_id_or_dir, revision, token=token)
         target = canonical_modality(config["modality"])
         if target in self.quantizers and not replace:
             raise ValueError(f"A path for {target!r} is already loaded; remove_path({target!r}) first or pass replace=True")
@@ -442,20 +444,21 @@ class ModalityPathMixin:
             raise ValueError(f"Quantizer settings differ: {_differences(config['quantizer'], self.config.quantizer)}")
         check_base_model(self, config["base_model"], base_model_fingerprint(self, target, config["path"]), "the path",
                          "its frozen towers/heads differ, so the path's codebooks and heads would not fit")
-        if any("lora_" in k for k in config["shapes"]) and not config.get("lora"):
+        # Tower tensors beyond the plain tower's (all of them, unless the path is fulltune) are LoRA's.
+        prefix = f"towers.{target}."
+        plain = {prefix + k for k in plain_state_keys(self.towers[target])}
+        if {k for k in config["shapes"] if k.startswith(prefix)} - plain and not config.get("lora"):
             raise ValueError(f"{PATH_CONFIG} has LoRA tensors but no 'lora' settings (rank, alpha, blocks)")
 
     def _snapshot_path(self, target: str) -> tuple[dict, dict | None, dict[str, torch.Tensor]]:
         """What `_install_path` needs to put a loaded path back after a failed replacement."""
-        lora = getattr(self, "lora_settings", {}).get(target)
+        lora = adapter_state(self).lora.get(target)
         state = {k: v.clone() for k, v in self.path_state_dict(target).items()}
         return dict(self.config.paths[target]), (dict(lora) if lora else None), state
 
     def _install_path(self, target: str, settings: dict, lora: dict | None, state: dict[str, torch.Tensor]) -> None:
         self.add_path(target, settings)
         if lora:
-            from .lora import add_lora
-
             add_lora(self, target, r=lora["r"], lora_alpha=lora["lora_alpha"], last_n_blocks=lora["last_n_blocks"],
                      dropout=lora.get("dropout", 0.0))
         expected = self.path_state_dict(target)
@@ -471,16 +474,46 @@ class ModalityPathMixin:
         # The path overwrites base weights (the target's shared head and logit scale, the tower for fulltune):
         # keep them so that remove_path gives the base model back.
         own = (f"quantizers.{target}.", f"specific_heads.{target}.")
-        if not hasattr(self, "_path_backups"):
-            self._path_backups = {}
-        self._path_backups[target] = {
-            k: v.detach().clone() for k, v in expected.items() if not k.startswith(own) and "lora_" not in k
+        adapters = lora_adapter_keys(self.towers[target], f"towers.{target}.")
+        adapter_state(self).path_backups[target] = {
+            k: v.detach().clone() for k, v in expected.items() if not k.startswith(own) and k not in adapters
         }
         self.load_state_dict(state, strict=False)
 
 
+# ---------------------------------------------------------------------------- the verbs as functions
+def save_path(model, target: str, path_dir: str | os.PathLike | None = None, **kwargs) -> Path:
+    """``model.save_path(target, path_dir, ...)``, the function form of the artifact verbs (like `save_bond`)."""
+    return model.save_path(target, path_dir, **kwargs)
+
+
+def load_path(model, repo_id_or_dir: str | os.PathLike, revision: str | None = None, **kwargs) -> str:
+    """``model.load_path(repo_id_or_dir, revision, token=..., replace=...)``; returns the target modality."""
+    return model.load_path(repo_id_or_dir, revision, **kwargs)
+
+
+def push_path(model, target: str, repo_id: str, **kwargs):
+    """``model.push_path(target, repo_id, private=..., commit_message=..., token=..., revision=..., ...)``."""
+    return model.push_path(target, repo_id, **kwargs)
+
+
+def remove_path(model, target: str) -> None:
+    """``model.remove_path(target)``."""
+    model.remove_path(target)
+
+
+def list_paths(model) -> list[str]:
+    """``model.list_paths()``."""
+    return model.list_paths()
+
+
 __all__ = [
     "ModalityPathMixin",
+    "save_path",
+    "load_path",
+    "push_path",
+    "remove_path",
+    "list_paths",
     "base_model_fingerprint",
     "base_model_record",
     "check_base_model",

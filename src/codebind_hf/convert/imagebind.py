@@ -17,13 +17,12 @@ import argparse
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from ..adapters.io import write_files_atomically
 from ..encoders.imagebind import (
     IMAGEBIND_CONSTRUCTOR_DEFAULTS,
     IMAGEBIND_HUGE,
@@ -305,17 +304,7 @@ def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: Mapping | st
 
 def _save_atomically(model, output_dir: Path, **save_kwargs) -> None:
     """``save_pretrained`` into a temporary sibling folder, then move the files into ``output_dir``."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
-        model.save_pretrained(staging, **save_kwargs)
-        if not output_dir.exists():
-            os.replace(staging, output_dir)
-            return
-        for item in staging.iterdir():
-            os.replace(item, output_dir / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_files_atomically(output_dir, lambda staging: model.save_pretrained(staging, **save_kwargs))
 
 
 def main(argv: list[str] | None = None) -> int:

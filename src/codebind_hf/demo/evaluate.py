@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..evaluation.zero_shot import class_embeddings
 from ..modeling_codebind import CodeBindModel
 from .data import DemoData
 from .train import PATH
@@ -60,12 +61,6 @@ def embed_arm(
     specific = run("audio", data.audio_test, "specific") if arm in DECOUPLED_ARMS else None
     concat = F.normalize(torch.cat([shared, specific], -1), dim=-1) if specific is not None else None
     return ArmEmbeddings(shared, specific, concat, run("vision", data.images_test), run("text", prompts))
-
-
-def class_embeddings(text: torch.Tensor, prompt_labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
-    """Unit mean of the prompt embeddings of each class `(num_classes, dim)`."""
-    sums = torch.zeros(num_classes, text.shape[-1], dtype=text.dtype).index_add_(0, prompt_labels, text)
-    return F.normalize(sums, dim=-1)
 
 
 def zero_shot_accuracy(queries: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor) -> float:

@@ -22,21 +22,17 @@ ARM_LABELS = {
 MODALITY_COLORS = {"audio": "tab:red", "image": "tab:blue", "text": "black"}
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(*args, **kwargs):
+    """``plt.subplots`` without pyplot: a bare `Figure` draws off-screen and leaves the process's backend alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _save(fig, path: Path) -> Path:
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
-    finally:
-        _pyplot().close(fig)
+    fig.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
     return write_file_atomically(path, buffer.getvalue())
 
 
@@ -54,9 +50,8 @@ def plot_tsne(
     """
     from sklearn.manifold import TSNE
 
-    plt = _pyplot()
     arms = list(embeddings)
-    fig, axes = plt.subplots(2, len(arms), figsize=(5.2 * len(arms), 9.5), squeeze=False)
+    fig, axes = _subplots(2, len(arms), figsize=(5.2 * len(arms), 9.5), squeeze=False)
     for col, arm in enumerate(arms):
         emb = embeddings[arm]
         points = torch.cat([emb.audio_shared, emb.image_shared, emb.text_shared]).double().numpy()
@@ -83,8 +78,7 @@ def plot_tsne(
 def plot_codebook_usage(stats: dict[str, dict], path: str | os.PathLike) -> Path:
     """Per codebook, how often each code is used on the evaluation data (codes sorted by count); ``stats`` is
     `codebook_stats` output (`codebind_hf.demo.evaluate`)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(stats), figsize=(4.8 * len(stats), 3.6), squeeze=False)
+    fig, axes = _subplots(1, len(stats), figsize=(4.8 * len(stats), 3.6), squeeze=False)
     for ax, (name, book) in zip(axes[0], stats.items()):
         ax.bar(np.arange(book["size"]), np.sort(book["counts"].numpy())[::-1], width=1.0, color="tab:purple")
         ax.set_title(f"{name} (K={book['size']}): {book['usage']:.0%} used, perplexity {book['perplexity']:.0f}", fontsize=9)
@@ -97,9 +91,8 @@ def plot_codebook_usage(stats: dict[str, dict], path: str | os.PathLike) -> Path
 def plot_probes(results: dict, arms: list[str], path: str | os.PathLike, attributes=("voice", "speed", "pitch")) -> Path:
     """Linear-probe accuracy (mean ± std over seeds) per attribute, arm and embedding part; hatched bars are the
     codebook arms' embeddings before the codebooks (``get_features(..., quantize=False)``)."""
-    plt = _pyplot()
     colors = {"shared": "tab:blue", "specific": "tab:orange", "concat": "tab:green"}
-    fig, axes = plt.subplots(1, len(attributes), figsize=(5.2 * len(attributes), 4.0), squeeze=False)
+    fig, axes = _subplots(1, len(attributes), figsize=(5.2 * len(attributes), 4.0), squeeze=False)
     for ax, attribute in zip(axes[0], attributes):
         bars = []
         for arm in arms:
@@ -121,8 +114,7 @@ def plot_probes(results: dict, arms: list[str], path: str | os.PathLike, attribu
 
 def plot_losses(histories: dict[str, dict[str, list[float]]], path: str | os.PathLike, window: int = 20) -> Path:
     """Training loss per arm (moving average over ``window`` steps)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots(figsize=(6, 3.6))
     for arm, history in histories.items():
         loss = np.asarray(history["loss"])
         w = max(1, min(window, len(loss) // 5))

@@ -106,21 +106,28 @@ def format_table(results: dict, arms: list[str], metrics=REPORTED) -> str:
     return "\n".join(lines)
 
 
-def run_arm(spec, budget, arm: str, seed: int, cache_dir, threads: int, progress: bool, keep_details: bool,
-            data: DemoData | None = None) -> dict:
-    """One arm of one seed: stage 0 (deterministic for the seed, so every arm of a seed starts from the same bridge
-    and initial weights), stage 1 and the evaluation. Runs in a worker process.
-
-    Returns the arm's metrics and loss summaries, and with ``keep_details`` what the plots need (embeddings, loss
-    curve, codebook statistics). ``data`` is the loaded dataset when running in this process (workers read the cache).
-    """
-    torch.set_num_threads(threads)
-    if not progress:  # also silence transformers' save/load bars (the trainer's own is off via its config)
+def configure_process(threads: int | None, progress: bool) -> None:
+    """Process-wide settings of a demo process: the torch thread count (``None``: left as is) and, without
+    ``progress``, no Hugging Face Hub / transformers save-and-load bars. Only `main` and the initialiser of the worker
+    processes `run_demo` spawns call this: a library call leaves its caller's settings as they were."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not progress:
         from huggingface_hub.utils import disable_progress_bars
         from transformers.utils import logging as transformers_logging
 
         disable_progress_bars()
         transformers_logging.disable_progress_bar()
+
+
+def run_arm(spec, budget, arm: str, seed: int, cache_dir, progress: bool, keep_details: bool,
+            data: DemoData | None = None) -> dict:
+    """One arm of one seed: stage 0 (deterministic for the seed, so every arm of a seed starts from the same bridge
+    and initial weights), stage 1 and the evaluation. Runs in a worker process or in this one.
+
+    Returns the arm's metrics and loss summaries, and with ``keep_details`` what the plots need (embeddings, loss
+    curve, codebook statistics). ``data`` is the loaded dataset when running in this process (workers read the cache).
+    """
     data = data if data is not None else load_demo_data(spec, cache_dir=cache_dir, progress=False)
     workdir = Path(tempfile.mkdtemp(prefix="codebind-demo-"))  # base model and trainer run of the arm
     try:
@@ -141,12 +148,17 @@ def run_arm(spec, budget, arm: str, seed: int, cache_dir, threads: int, progress
 
 
 def _run_jobs(data: DemoData, budget, arms, seed_list, cache_dir, workers: int, threads: int, progress: bool) -> list[dict]:
-    """Every (seed, arm), in ``workers`` spawned processes (one CPU thread each by default) or in this process.
-    The slow CodeBind jobs go first, so the pool ends together."""
-    jobs = [(data.spec, budget, arm, seed, cache_dir, threads, progress and workers == 1, seed == seed_list[0])
+    """Every (seed, arm), in ``workers`` spawned processes (no save/load bars) or in this process, on ``threads``
+    torch threads. The slow CodeBind jobs go first, so the pool ends together."""
+    jobs = [(data.spec, budget, arm, seed, cache_dir, progress and workers == 1, seed == seed_list[0])
             for arm in arms for seed in seed_list]  # fmt: skip
     if workers == 1:
-        return [run_arm(*job, data=data) for job in jobs]
+        caller_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return [run_arm(*job, data=data) for job in jobs]
+        finally:
+            torch.set_num_threads(caller_threads)  # a library call leaves the process as it found it
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -154,7 +166,8 @@ def _run_jobs(data: DemoData, budget, arms, seed_list, cache_dir, workers: int, 
 
     print(f"[codebind-demo] {len(jobs)} runs (arms x seeds) on {workers} worker processes, {threads} thread(s) each", flush=True)
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=configure_process,
+                             initargs=(threads, False)) as pool:
         futures = [pool.submit(run_arm, *job) for job in jobs]
         with tqdm(total=len(futures), desc="arms x seeds", disable=not progress, dynamic_ncols=True) as bar:
             for _ in as_completed(futures):
@@ -170,11 +183,14 @@ def run_demo(
     seeds: int | None = None,
     progress: bool = True,
     workers: int | None = None,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> dict:
     """Run the demo and return what ``results.json`` holds: ``{arm: {metric: {"mean", "std"}}, "meta": {...}}``.
 
-    ``workers`` (default: one per CPU core) run the (arm, seed) pairs in parallel processes.
+    ``workers`` (default: one per CPU core) run the (arm, seed) pairs in parallel processes with ``threads`` torch
+    threads each (default 1: the demo's tiny matrices run fastest on one). With one worker they run in this process,
+    on ``threads`` threads (default: as many as it has) restored afterwards; Hub/transformers progress bars stay as
+    the caller set them (``codebind-demo --no-progress`` turns them off).
     """
     start = time.perf_counter()
     output = Path(output)
@@ -188,6 +204,8 @@ def run_demo(
     print(f"[codebind-demo] {data.summary()}", flush=True)
     data_seconds = time.perf_counter() - start
 
+    if threads is None:
+        threads = 1 if workers > 1 else torch.get_num_threads()
     runs = _run_jobs(data, budget, arms, seed_list, cache_dir, workers, threads, progress)
     by_key = {(run["arm"], run["seed"]): run for run in runs}
     first = {arm: by_key[arm, seed_list[0]] for arm in arms}
@@ -230,6 +248,7 @@ def run_demo(
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``codebind-demo``."""
     args = parse_args(argv)
+    configure_process(None, not args.no_progress)  # threads: run_demo sets them for its runs only
     run_demo(args.quick, args.output, args.ablations, args.cache_dir, args.seeds, not args.no_progress, args.workers, args.threads)
     return 0
 
@@ -238,4 +257,4 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-__all__ = ["REPORTED", "DEFAULT_OUTPUT", "parse_args", "format_table", "run_demo", "main"]
+__all__ = ["REPORTED", "DEFAULT_OUTPUT", "parse_args", "format_table", "configure_process", "run_demo", "main"]

@@ -18,7 +18,6 @@ Stage 1 (the audio path), one arm each, from the same initial weights, over the 
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -324,13 +323,6 @@ def train_config(data: DemoData, budget: DemoBudget, arm: str, seed: int, base_d
     })  # fmt: skip
 
 
-class _QuietTrainerLogs(logging.Filter):
-    """The demo prints its own summary: keep the trainer's warnings, drop its per-run INFO lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-
 def train_with_path_trainer(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int,
                             workdir: Path, progress: bool = True) -> tuple[CodeBindModel, dict[str, list[float]]]:
     """Stage 1 of a codebook arm through the library's path trainer; returns the trained model and its losses."""
@@ -340,12 +332,8 @@ def train_with_path_trainer(model: CodeBindModel, data: DemoData, budget: DemoBu
     base_dir = workdir / f"{arm}-seed{seed}" / "base"
     model.save_pretrained(base_dir, include_decoder=True)
     config = train_config(data, budget, arm, seed, base_dir, workdir / f"{arm}-seed{seed}" / "run", progress)
-    quiet, trainer_logger = _QuietTrainerLogs(), logging.getLogger("codebind_hf.training")
-    trainer_logger.addFilter(quiet)
-    try:
-        result = train(config, dataset=path_dataset(data, seed), processor=DemoProcessor.from_data(data))
-    finally:
-        trainer_logger.removeFilter(quiet)
+    # The trainer's INFO lines show only where the caller set up logging (codebind-demo does not).
+    result = train(config, dataset=path_dataset(data, seed), processor=DemoProcessor.from_data(data))
     return result.model.eval(), {"loss": list(result.losses)}
 
 

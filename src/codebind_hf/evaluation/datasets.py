@@ -15,7 +15,7 @@ A runner does, per benchmark: ``for batch in adapter.batches(n): processor(**pro
 → ``model.get_features(definition.modality, ...)`` → scores → ``definition.compute_metrics`` (with `label_array`
 or `retrieval_targets`). Adapters are sized and indexable (``adapter[i]``), and ``adapter.targets()`` gives every
 label or caption list without reading the inputs, so a runner can shard the items across processes
-(``benchmarks/run_benchmarks.py``).
+(``codebind_hf.evaluation.cli``, console script ``codebind-bench``).
 
 The local layout is ``<root>/<benchmark>/<split>/metadata.jsonl`` (or ``metadata.csv``) plus the files it names;
 `BenchmarkDefinition.local_schema` spells it out per benchmark. A missing folder, file or field raises an error that

@@ -1,5 +1,5 @@
 """Zero-shot classification helpers: class names and prompt templates shipped with the package, prompt building,
-the averaged text classifier and the scores.
+the averaged text classifier (one for the benchmark runner, the trainer's evaluation and the demo) and the scores.
 
 The data lives in ``codebind_hf/data/benchmarks/``: ``templates.json`` (named prompt lists, each with its source)
 and ``classes/<benchmark>.json`` (the class names of one benchmark, with their source, optional ids such as
@@ -128,8 +128,49 @@ def expand_prompt_names(prompt_names: Sequence[Sequence[str]]) -> tuple[list[str
     return names, torch.tensor(index, dtype=torch.long)
 
 
+def class_embeddings(text_embeds: torch.Tensor, class_of_prompt: torch.Tensor,
+                     num_classes: int | None = None) -> torch.Tensor:
+    """One unit vector per class: the L2-normalised mean of the embeddings of its prompts.
+
+    Prompts may come in any order; the embeddings are averaged as given (normalise them first for CLIP's recipe,
+    as [`zero_shot_classifier`] does).
+
+    Args:
+        text_embeds (`torch.Tensor` of shape `(num_prompts, dim)`): embeddings of the prompts.
+        class_of_prompt (`torch.LongTensor` of shape `(num_prompts,)`): the class of every prompt.
+        num_classes (`int`, *optional*): defaults to ``class_of_prompt.max() + 1``; every class needs a prompt.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_classes, dim)`.
+
+    Example:
+
+    ```python
+    >>> class_embeddings(torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]]), torch.tensor([0, 1, 0]))
+    tensor([[1., 0.],
+            [0., 1.]])
+
+    ```
+    """
+    text_embeds, class_of_prompt = torch.as_tensor(text_embeds), torch.as_tensor(class_of_prompt, dtype=torch.long)
+    if text_embeds.ndim != 2 or not len(text_embeds) or class_of_prompt.shape != (text_embeds.shape[0],):
+        raise ValueError(f"expected text_embeds (num_prompts >= 1, dim) and class_of_prompt (num_prompts,), got "
+                         f"{tuple(text_embeds.shape)} and {tuple(class_of_prompt.shape)}")
+    num_classes = int(class_of_prompt.max()) + 1 if num_classes is None else num_classes
+    if class_of_prompt.min() < 0 or class_of_prompt.max() >= num_classes:
+        raise ValueError(f"class_of_prompt must hold class ids in 0..{num_classes - 1}")
+    counts = torch.bincount(class_of_prompt.cpu(), minlength=num_classes)
+    if not counts.all():
+        raise ValueError(f"classes {torch.nonzero(counts == 0).flatten().tolist()[:10]} have no prompt")
+    # A stable sort keeps each class's prompts in their order, so the means are those of the per-class slices.
+    order = torch.argsort(class_of_prompt.cpu(), stable=True).to(text_embeds.device)
+    grouped = text_embeds.float()[order].split(counts.tolist())
+    return F.normalize(torch.stack([prompts.mean(0) for prompts in grouped]), dim=-1)
+
+
 def zero_shot_classifier(text_embeddings_per_class_prompts) -> torch.Tensor:
-    """Average normalised prompt embeddings into one unit vector per class.
+    """Average normalised prompt embeddings into one unit vector per class (CLIP's recipe, [`class_embeddings`]
+    of the L2-normalised prompt embeddings).
 
     Args:
         text_embeddings_per_class_prompts (`torch.Tensor` of shape `(num_classes, num_prompts, dim)`, or a list of
@@ -153,10 +194,11 @@ def zero_shot_classifier(text_embeddings_per_class_prompts) -> torch.Tensor:
             raise ValueError(f"class {class_id}: expected a (num_prompts, dim) tensor with num_prompts >= 1, got {tuple(prompts.shape)}")
         if not prompts.is_floating_point() or not torch.isfinite(prompts).all():
             raise ValueError(f"class {class_id}: prompt embeddings must be finite floats")
-        if rows and prompts.shape[1] != rows[0].shape[0]:
-            raise ValueError(f"class {class_id}: embedding dim {prompts.shape[1]} differs from class 0's {rows[0].shape[0]}")
-        rows.append(F.normalize(F.normalize(prompts.float(), dim=-1).mean(0), dim=-1))
-    return torch.stack(rows)
+        if rows and prompts.shape[1] != rows[0].shape[1]:
+            raise ValueError(f"class {class_id}: embedding dim {prompts.shape[1]} differs from class 0's {rows[0].shape[1]}")
+        rows.append(F.normalize(prompts.float(), dim=-1))
+    class_of_prompt = torch.arange(len(rows)).repeat_interleave(torch.tensor([len(r) for r in rows]))
+    return class_embeddings(torch.cat(rows), class_of_prompt, len(rows))
 
 
 def zero_shot_scores(embeddings, classifier, class_index=None) -> torch.Tensor:
@@ -202,6 +244,7 @@ __all__ = [
     "load_templates",
     "build_prompts",
     "expand_prompt_names",
+    "class_embeddings",
     "zero_shot_classifier",
     "zero_shot_scores",
 ]

@@ -1,7 +1,15 @@
 """The compact code index: packed codes and search (`core`), backends (`backends`), resumable builds (`build`)."""
 
 from .backends import faiss_available, pack_codes, unpack_codes
-from .build import build_index_from_dataset
-from .core import CodeBindIndex
+from .core import CodeBindIndex, build_index_from_dataset, load_index, push_index, save_index
 
-__all__ = ["CodeBindIndex", "build_index_from_dataset", "faiss_available", "pack_codes", "unpack_codes"]
+__all__ = [
+    "CodeBindIndex",
+    "build_index_from_dataset",
+    "save_index",
+    "load_index",
+    "push_index",
+    "faiss_available",
+    "pack_codes",
+    "unpack_codes",
+]

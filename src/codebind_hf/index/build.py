@@ -1,13 +1,17 @@
 """Streaming, resumable construction of a [`~codebind_hf.index.core.CodeBindIndex`] over a `datasets` dataset.
 
+This module sits below the index class: `build_index` takes it as ``index_type``, and the entry points are
+``CodeBindIndex.build_from_dataset`` and `codebind_hf.index.core.build_index_from_dataset`.
+
 Rows are embedded in batches and encoded into codes. Every ``shard_size`` rows the shard's packed codes
 (``shards/shard-<first row>.safetensors``) and its ids and metadata (``.json``) are written, each to a temporary
-file renamed into place, and only then is ``manifest.json`` replaced (also atomically) to record the shard: the
-manifest is the commit point. An interrupted build resumes after the last shard the manifest names — a shard
-written but not yet recorded is simply written again — so nothing is lost or duplicated. The manifest pins the
-codebook fingerprint, the modality, path and columns, and the dataset (its fingerprint and length; a streamed
-`IterableDataset` has neither, so resuming one trusts that the same stream in the same order is given).
-When the dataset is exhausted the index is saved to ``output_dir/index``.
+file renamed into place once on disk (`codebind_hf.adapters.io.write_file_atomically`), and only then is
+``manifest.json`` replaced (likewise) to record the shard: the manifest is the commit point. An interrupted
+build resumes after the last shard the manifest names — a shard written but not yet recorded is simply written
+again — so nothing is lost or duplicated. The manifest pins the codebook fingerprint, the modality, path and
+columns, and the dataset (its fingerprint and length; a streamed `IterableDataset` has neither, so resuming one
+trusts that the same stream in the same order is given). When the dataset is exhausted the index is saved to
+``output_dir/index``.
 """
 
 from __future__ import annotations
@@ -22,22 +26,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .core import CodeBindIndex, _inference
+from ..adapters.io import write_file_atomically, write_json_atomically
+from ._encode import inference
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
-def _replace_durably(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload))
-    _replace_durably(tmp, path)
+def _write_json_atomic(path: Path, payload: dict) -> None:  # a name of its own: tests fail it to simulate a crash
+    write_json_atomically(path, payload, fsync=True)
 
 
 def _is_streamed(dataset) -> bool:
@@ -88,7 +85,8 @@ def _to_model_inputs(values, processor: Callable | None, model):
     return {key: value.to(model.device) if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
 
 
-def build_index_from_dataset(
+def build_index(
+    index_type: type,
     model,
     dataset,
     modality: str,
@@ -103,10 +101,12 @@ def build_index_from_dataset(
     resume: bool = True,
     progress: bool = True,
     backend: str = "auto",
-) -> CodeBindIndex:
-    """Embed ``dataset[column]`` with ``model`` into a [`CodeBindIndex`], committing shards under ``output_dir``.
+):
+    """Embed ``dataset[column]`` with ``model`` into an ``index_type`` (a [`CodeBindIndex`]) over the model's
+    codebook, committing shards under ``output_dir``.
 
     Args:
+        index_type (`type`): the index class; its ``from_model`` gives the empty index.
         model ([`CodeBindModel`]): gives the shared embeddings (quantised, so codes are the model's codes).
         dataset (`datasets.Dataset` or `datasets.IterableDataset`): the rows to index.
         modality (`str`): the modality of ``column``.
@@ -127,7 +127,7 @@ def build_index_from_dataset(
         backend (`str`, *optional*, defaults to `"auto"`): search backend of the returned index.
 
     Returns:
-        The complete [`CodeBindIndex`] (also saved to ``output_dir/index``).
+        The complete index (also saved to ``output_dir/index``).
     """
     if not hasattr(dataset, "column_names"):
         raise TypeError(f"dataset must be a datasets.Dataset or datasets.IterableDataset, got {type(dataset).__name__}")
@@ -139,7 +139,7 @@ def build_index_from_dataset(
             raise KeyError(f"column(s) {missing} not in the dataset; its columns are {names}")
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be positive, got {batch_size} and {shard_size}")
-    index = CodeBindIndex.from_model(model, modality=modality, path=path, backend=backend)
+    index = index_type.from_model(model, modality=modality, path=path, backend=backend)
     start, manifest = 0, None
     if output_dir is not None:
         output_dir = Path(output_dir)
@@ -179,7 +179,7 @@ def build_index_from_dataset(
     pending: list[tuple[torch.Tensor, list[str], list[dict]]] = []
     shard_start = start
     try:
-        with _inference(model):
+        with inference(model):
             for row, columns in _row_batches(dataset, start, batch_size, shard_size):
                 missing = [name for name in wanted if name not in columns]
                 if missing:
@@ -206,9 +206,7 @@ def build_index_from_dataset(
     return index
 
 
-def _commit(
-    index: CodeBindIndex, pending: list, shard_start: int, output_dir: Path | None, manifest: dict | None
-) -> dict | None:
+def _commit(index, pending: list, shard_start: int, output_dir: Path | None, manifest: dict | None) -> dict | None:
     """Write one shard (codes, then ids/metadata), record it in the manifest (the commit point), add it to the index."""
     codes = torch.cat([codes for codes, _, _ in pending])
     ids = [item for _, batch_ids, _ in pending for item in batch_ids]
@@ -219,26 +217,25 @@ def _commit(
     name = f"shard-{shard_start:012d}"
     shards_dir = output_dir / "shards"
     # Validate (unique ids, JSON metadata) on a scratch index before anything is written.
-    scratch = CodeBindIndex(index.codebook, index.embed_dim, backend="torch")
+    scratch = type(index)(index.codebook, index.embed_dim, backend="torch")
     scratch.add_codes(codes, ids, metadata)
-    tmp = shards_dir / f".{name}.safetensors.tmp"
-    save_file({"codes": scratch.packed_codes}, tmp)
-    _replace_durably(tmp, shards_dir / f"{name}.safetensors")
+    write_file_atomically(shards_dir / f"{name}.safetensors", lambda tmp: save_file({"codes": scratch.packed_codes}, tmp),
+                          fsync=True)
     _write_json_atomic(shards_dir / f"{name}.json", {"ids": ids, "metadata": metadata})
-    index._append_packed(scratch.packed_codes, ids, metadata)
+    index.add_packed_codes(scratch.packed_codes, ids, metadata)
     manifest = {**manifest, "rows_done": manifest["rows_done"] + len(ids), "shards": [*manifest["shards"], name]}
     _write_json_atomic(output_dir / MANIFEST, manifest)
     return manifest
 
 
-def _load_shard(index: CodeBindIndex, stem: Path) -> None:
+def _load_shard(index, stem: Path) -> None:
     packed = load_file(stem.with_name(stem.name + ".safetensors"))["codes"]
     entries = json.loads(stem.with_name(stem.name + ".json").read_text())
     if packed.shape[0] != len(entries["ids"]):
         raise ValueError(
             f"shard {stem}: {packed.shape[0]} coded rows but {len(entries['ids'])} ids; the build folder is corrupted"
         )
-    index._append_packed(packed, entries["ids"], entries["metadata"])
+    index.add_packed_codes(packed, entries["ids"], entries["metadata"])
 
 
-__all__ = ["build_index_from_dataset"]
+__all__ = ["build_index"]

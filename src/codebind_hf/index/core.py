@@ -18,16 +18,18 @@ table sums, by the returned scores and by brute force ``q̂ · x`` over the deco
 
 The index pins the sha256 of its codebook's bytes; adding or searching with another codebook (a model whose
 path was re-trained, another path) is refused with both fingerprints named.
+
+An index folder has the verbs of every small artifact (`save_index`, `load_index`, `push_index`; also the methods
+``save``/``load`` for local folders and ``push_to_hub``/``from_pretrained``); it belongs to no model, so there is
+nothing to attach, remove or list.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -35,7 +37,10 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..adapters.io import write_dir_atomically
+from ..adapters.io import download_snapshot, push_folder, write_dir_atomically
+from ..adapters.state import renamed_argument
+from ..quantization.quantizer import nearest_codes
+from ._encode import codebook_of, inference, is_batch, model_path
 from .backends import (
     FaissPQBackend,
     bits_per_code,
@@ -46,30 +51,15 @@ from .backends import (
     torch_search,
     unpack_codes,
 )
-from ..quantization.quantizer import nearest_codes
+from .build import build_index
 
 INDEX_CONFIG = "index.json"
 CODES_FILE = "codes.safetensors"
 CODEBOOK_FILE = "codebook.safetensors"
+INDEX_FILES = (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE)
 INDEX_FORMAT = "codebind-index"
 INDEX_VERSION = 2
 BACKENDS = ("auto", "torch", "faiss")
-
-
-@contextlib.contextmanager
-def _inference(model):
-    """Eval mode and no grad for the duration; the model's train/eval state is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def _is_batch(inputs) -> bool:
-    return isinstance(inputs, torch.Tensor) or hasattr(inputs, "keys")
 
 
 class CodeBindIndex:
@@ -142,7 +132,7 @@ class CodeBindIndex:
 
         The default path is ``modality``'s (see ``CodeBindModel.resolve_path``), or the model's only path.
         """
-        path = _model_path(model, modality, path)
+        path = model_path(model, modality, path)
         info = {"path": path, "modality": modality, "model": getattr(model, "name_or_path", "") or None}
         return cls(model.quantizers[path].shared.codebook, model.config.embed_dim, backend=backend, info=info)
 
@@ -161,12 +151,10 @@ class CodeBindIndex:
         **kwargs,
     ) -> CodeBindIndex:
         """Stream ``dataset[column]`` through ``model`` into an index, resumably; see
-        :func:`codebind_hf.index.build.build_index_from_dataset` (which also takes ``id_column``,
-        ``metadata_columns``, ``path``, ``progress`` and ``backend``)."""
-        from .build import build_index_from_dataset
-
-        return build_index_from_dataset(
-            model, dataset, modality, column, output_dir=output_dir, processor=processor, batch_size=batch_size,
+        :func:`codebind_hf.index.build.build_index` (which also takes ``id_column``, ``metadata_columns``,
+        ``path``, ``progress`` and ``backend``)."""
+        return build_index(
+            cls, model, dataset, modality, column, output_dir=output_dir, processor=processor, batch_size=batch_size,
             shard_size=shard_size, resume=resume, **kwargs,
         )
 
@@ -232,7 +220,7 @@ class CodeBindIndex:
             source: a codebook tensor `(K, d*)`, a [`CompositionalQuantizer`], or a [`CodeBindModel`] (its path
                 ``path``, default: the path recorded in ``info``, or the model's only path).
         """
-        codebook, where = _codebook_of(source, path or self.info.get("path"))
+        codebook, where = codebook_of(source, path or self.info.get("path"))
         other = codebook_fingerprint(codebook)
         if tuple(codebook.shape) != tuple(self.codebook.shape) or other != self.fingerprint:
             raise ValueError(
@@ -307,9 +295,11 @@ class CodeBindIndex:
         if codebook is not None:
             self.check_codebook(codebook)
         codes = self._check_codes(codes)
-        self._append_packed(pack_codes(codes, self.bits_per_code), ids, metadata)
+        self.add_packed_codes(pack_codes(codes, self.bits_per_code), ids, metadata)
 
-    def _append_packed(self, packed: torch.Tensor, ids: Iterable | None, metadata: list[dict] | None) -> None:
+    def add_packed_codes(self, packed: torch.Tensor, ids: Iterable | None = None, metadata: list[dict] | None = None) -> None:
+        """Append bit-packed codes `(N, bytes_per_item)` uint8 (as `packed_codes` holds them, e.g. a build's shard);
+        ``ids`` and ``metadata`` as in :meth:`add`. Nothing is added unless all of it is valid."""
         if packed.dtype != torch.uint8 or packed.ndim != 2 or packed.shape[1] != self.bytes_per_item:
             raise ValueError(
                 f"packed codes must be uint8 of shape (N, {self.bytes_per_item}); got {packed.dtype} {tuple(packed.shape)}"
@@ -351,11 +341,11 @@ class CodeBindIndex:
         The model's codebook for ``path`` (default: the index's recorded path, else ``modality``'s path) is checked
         first; items are the model's quantised shared embeddings, so their codes are the model's codes.
         """
-        path = path or self.info.get("path") or _model_path(model, modality, None)
+        path = path or self.info.get("path") or model_path(model, modality, None)
         self.check_codebook(model, path)
         codes = []
-        with _inference(model):
-            for batch in [inputs] if _is_batch(inputs) else inputs:
+        with inference(model):
+            for batch in [inputs] if is_batch(inputs) else inputs:
                 codes.append(self.encode(model.get_features(modality, batch, quantize=True, path=path)))
         self.add_codes(torch.cat(codes) if codes else torch.zeros(0, self.num_subvectors, dtype=torch.long), ids, metadata)
 
@@ -416,9 +406,9 @@ class CodeBindIndex:
         The query is not quantised (asymmetric search); the model's codebook for ``path`` (default: the index's
         recorded path, else ``modality``'s path) is checked first.
         """
-        path = path or self.info.get("path") or _model_path(model, modality, None)
+        path = path or self.info.get("path") or model_path(model, modality, None)
         self.check_codebook(model, path)
-        with _inference(model):
+        with inference(model):
             queries = model.get_features(modality, inputs, quantize=False)
         return self.search(queries, k)
 
@@ -439,56 +429,63 @@ class CodeBindIndex:
             "metadata": self.metadata,
         }
 
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write ``index.json`` + ``codes.safetensors`` (packed uint8) + ``codebook.safetensors`` to ``directory``.
+    def save(self, index_dir: str | os.PathLike | None = None, *, directory: str | os.PathLike | None = None) -> Path:
+        """Write ``index.json`` + ``codes.safetensors`` (packed uint8) + ``codebook.safetensors`` to ``index_dir``
+        (``directory`` is its former name).
 
         Atomic: written to a temporary folder beside it, then renamed into place (an existing index folder is
         replaced only then). A non-empty folder that is not an index is refused rather than replaced.
+
+        Returns:
+            `Path`: ``index_dir``.
         """
+        index_dir = renamed_argument(index_dir, directory, "index_dir", "directory")
 
         def write(staging: Path) -> None:
             save_file({"codes": self.packed_codes.contiguous()}, staging / CODES_FILE)
             save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
             (staging / INDEX_CONFIG).write_text(json.dumps(self._config()))
 
-        write_dir_atomically(directory, write, replaceable=(INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE))
+        return write_dir_atomically(index_dir, write, replaceable=INDEX_FILES)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, backend: str = "auto", codebook=None) -> CodeBindIndex:
-        """Load an index written by :meth:`save`; ``codebook`` (tensor, quantizer or model), if given, must match it."""
-        directory = Path(directory)
-        for name in (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory / name} is missing; {directory} is not a CodeBindIndex folder")
-        config = json.loads((directory / INDEX_CONFIG).read_text())
+    def load(cls, index_dir: str | os.PathLike | None = None, backend: str = "auto", codebook=None, *,
+             directory: str | os.PathLike | None = None) -> CodeBindIndex:
+        """Load an index folder written by :meth:`save` (``directory`` is the former name of ``index_dir``);
+        ``codebook`` (tensor, quantizer or model), if given, must match it."""
+        index_dir = Path(renamed_argument(index_dir, directory, "index_dir", "directory"))
+        for name in INDEX_FILES:
+            if not (index_dir / name).is_file():
+                raise FileNotFoundError(f"{index_dir / name} is missing; {index_dir} is not a CodeBindIndex folder")
+        config = json.loads((index_dir / INDEX_CONFIG).read_text())
         if config.get("format") != INDEX_FORMAT or config.get("version") != INDEX_VERSION:
             raise ValueError(
-                f"{directory / INDEX_CONFIG}: format {config.get('format')!r} version {config.get('version')!r}; "
+                f"{index_dir / INDEX_CONFIG}: format {config.get('format')!r} version {config.get('version')!r}; "
                 f"expected {INDEX_FORMAT!r} version {INDEX_VERSION}"
             )
         try:
-            stored_codebook = load_file(directory / CODEBOOK_FILE)["codebook"]
-            packed = load_file(directory / CODES_FILE)["codes"]
+            stored_codebook = load_file(index_dir / CODEBOOK_FILE)["codebook"]
+            packed = load_file(index_dir / CODES_FILE)["codes"]
         except (SafetensorError, KeyError) as error:
-            raise ValueError(f"{directory}: unreadable or incomplete safetensors file ({error})") from None
+            raise ValueError(f"{index_dir}: unreadable or incomplete safetensors file ({error})") from None
         index = cls(stored_codebook, config["embed_dim"], backend=backend, info=config.get("info"))
         if index.fingerprint != config["codebook_sha256"]:
             raise ValueError(
-                f"{directory / CODEBOOK_FILE} has sha256 {index.fingerprint[:16]}… but {INDEX_CONFIG} records "
+                f"{index_dir / CODEBOOK_FILE} has sha256 {index.fingerprint[:16]}… but {INDEX_CONFIG} records "
                 f"{config['codebook_sha256'][:16]}…; the index is corrupted"
             )
         expected = (config["count"], index.bytes_per_item)
         if packed.dtype != torch.uint8 or tuple(packed.shape) != expected or len(config["ids"]) != config["count"]:
             raise ValueError(
-                f"{directory / CODES_FILE}: expected uint8 codes of shape {expected} and {config['count']} ids; got "
+                f"{index_dir / CODES_FILE}: expected uint8 codes of shape {expected} and {config['count']} ids; got "
                 f"{packed.dtype} {tuple(packed.shape)} and {len(config['ids'])} ids"
             )
         codes = unpack_codes(packed, index.num_subvectors, index.bits_per_code)
         if codes.numel() and int(codes.max()) >= index.codebook_size:
             raise ValueError(
-                f"{directory / CODES_FILE}: codes up to {int(codes.max())} but K={index.codebook_size}; corrupted"
+                f"{index_dir / CODES_FILE}: codes up to {int(codes.max())} but K={index.codebook_size}; corrupted"
             )
-        index._append_packed(packed, config["ids"], config["metadata"])
+        index.add_packed_codes(packed, config["ids"], config["metadata"])
         if codebook is not None:
             index.check_codebook(codebook)
         return index
@@ -498,22 +495,20 @@ class CodeBindIndex:
         repo_id: str,
         private: bool | None = None,
         commit_message: str = "Upload CodeBind index",
-        token: str | None = None,
+        token: str | bool | None = None,
         revision: str | None = None,
+        *,
+        commit_description: str | None = None,
+        create_pr: bool = False,
     ):
-        """Save to a temporary folder and upload it as one commit (``upload_folder``) to a Hub model repo.
+        """Save to a temporary folder and upload it to a Hub model repo as one commit, creating the repo if needed
+        (`codebind_hf.adapters.io.push_folder`: unchanged files are not re-uploaded, errors never carry the token).
 
         Returns the ``CommitInfo`` of the upload.
         """
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save(Path(tmp) / "index")
-            return api.upload_folder(
-                repo_id=repo_id, folder_path=Path(tmp) / "index", commit_message=commit_message, revision=revision
-            )
+        return push_folder(lambda tmp: self.save(tmp / "index"), repo_id, private=private, token=token,
+                           revision=revision, create_pr=create_pr, commit_message=commit_message,
+                           commit_description=commit_description)
 
     @classmethod
     def from_pretrained(
@@ -522,45 +517,56 @@ class CodeBindIndex:
         revision: str | None = None,
         backend: str = "auto",
         codebook=None,
-        token: str | None = None,
+        token: str | bool | None = None,
     ) -> CodeBindIndex:
-        """Load from a local folder or a Hub repo written by :meth:`push_to_hub` (``snapshot_download``)."""
-        if Path(repo_id_or_dir).is_dir():
-            return cls.load(repo_id_or_dir, backend, codebook)
-        if str(repo_id_or_dir).startswith(("/", ".", "~")) or os.sep + os.sep in str(repo_id_or_dir):
-            raise FileNotFoundError(f"{repo_id_or_dir} is not a folder (and not a Hub repo id)")
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(
-            str(repo_id_or_dir), revision=revision, token=token, allow_patterns=[INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE]
-        )
-        return cls.load(folder, backend, codebook)
+        """Load from a local folder or a Hub repo written by :meth:`push_to_hub` (its index files only)."""
+        index_dir = Path(repo_id_or_dir)
+        if not index_dir.is_dir():
+            index_dir = download_snapshot(str(repo_id_or_dir), list(INDEX_FILES), revision=revision, token=token)
+        return cls.load(index_dir, backend, codebook)
 
 
-def _model_path(model, modality: str | None, path: str | None) -> str:
-    """The path whose shared codebook an index over ``model`` uses."""
-    if path is not None or modality is not None:
-        return model.resolve_path(modality or path, path)
-    if len(model.quantizers) != 1:
-        raise ValueError(f"the model has paths {sorted(model.quantizers)}; pass modality= or path= to choose a codebook")
-    return next(iter(model.quantizers))
+# ---------------------------------------------------------------------------- the verbs as functions
+def build_index_from_dataset(
+    model,
+    dataset,
+    modality: str,
+    column: str,
+    output_dir: str | os.PathLike | None = None,
+    processor: Callable | None = None,
+    id_column: str | None = None,
+    metadata_columns: list[str] | None = None,
+    batch_size: int = 32,
+    shard_size: int = 1024,
+    path: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    backend: str = "auto",
+) -> CodeBindIndex:
+    """A [`CodeBindIndex`] of ``dataset[column]`` embedded by ``model``, built resumably under ``output_dir``; the
+    arguments are those of `codebind_hf.index.build.build_index`."""
+    return build_index(CodeBindIndex, model, dataset, modality, column, output_dir, processor, id_column,
+                       metadata_columns, batch_size, shard_size, path, resume, progress, backend)
 
 
-def _codebook_of(source, path: str | None) -> tuple[torch.Tensor, str]:
-    """``(codebook, description)`` of a codebook tensor, a quantizer, or a model's path."""
-    if isinstance(source, torch.Tensor):
-        return source, "the given codebook"
-    if hasattr(source, "quantizers"):
-        if path is None:
-            path = _model_path(source, None, None)
-        if path not in source.quantizers:
-            raise ValueError(
-                f"codebook mismatch: the index uses path {path!r}, but the model has paths {sorted(source.quantizers)}"
-            )
-        return source.quantizers[path].shared.codebook, f"the model's path {path!r}"
-    if hasattr(source, "codebook"):
-        return source.codebook, "the given quantizer"
-    raise TypeError(f"expected a codebook tensor, a CompositionalQuantizer or a CodeBindModel, got {type(source).__name__}")
+def save_index(index: CodeBindIndex, index_dir: str | os.PathLike) -> Path:
+    """``index.save(index_dir)``, the function form of the artifact verbs (like `codebind_hf.adapters.bond_io.save_bond`)."""
+    return index.save(index_dir)
 
 
-__all__ = ["CodeBindIndex"]
+def load_index(repo_id_or_dir: str | os.PathLike, revision: str | None = None, *, token: str | bool | None = None,
+               backend: str = "auto", codebook=None) -> CodeBindIndex:
+    """An index from a local folder or a Hub repo (``CodeBindIndex.from_pretrained``); ``codebook`` (tensor,
+    quantizer or model), if given, must match it."""
+    return CodeBindIndex.from_pretrained(repo_id_or_dir, revision, backend=backend, codebook=codebook, token=token)
+
+
+def push_index(index: CodeBindIndex, repo_id: str, *, private: bool | None = None, commit_message: str | None = None,
+               commit_description: str | None = None, token: str | bool | None = None, revision: str | None = None,
+               create_pr: bool = False):
+    """``index.push_to_hub(repo_id, ...)`` with the push arguments of every artifact; returns the ``CommitInfo``."""
+    return index.push_to_hub(repo_id, private=private, commit_message=commit_message or "Upload CodeBind index",
+                             token=token, revision=revision, commit_description=commit_description, create_pr=create_pr)
+
+
+__all__ = ["CodeBindIndex", "build_index_from_dataset", "save_index", "load_index", "push_index"]

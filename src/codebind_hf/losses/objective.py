@@ -1,10 +1,24 @@
-"""The CodeBind objective of one bridge-target path, assembled from the loss functions in `losses.py`."""
+"""The CodeBind objective of one bridge-target path, from the loss functions in `functional`.
+
+`compute_path_loss` takes the `ModalityEncoding`s of a batch and returns the weighted loss and its terms; the model's
+``forward(return_loss=True)`` calls it. `PathObjective` is the trainer's forward of a path: it runs the live towers
+and/or takes pooled outputs from the frozen-feature cache, goes through the model's one encoder path
+(``CodeBindModel.tower_outputs`` / ``encode_tower_outputs``) and also returns what the codebook life cycle needs
+(`CodebookRecord`). `ProjectorObjective` is the projector-only mode (``path.mode: projector``): the target's MLP
+projector against each bridge's frozen embedding with symmetric InfoNCE, nothing else. Both objectives take per-row
+pair grades (``data.columns.grade``) and turn them into soft InfoNCE targets with `grade_targets`.
+
+This module needs the model's types for annotations only, so the model can import it at load time.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .functional import (
     codevector_contrastive,
@@ -18,6 +32,15 @@ from .functional import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..modeling_codebind import CodeBindModel, ModalityEncoding
+
+
+class CodebookRecord(NamedTuple):
+    """Inputs of one codebook in one forward: head outputs ``z`` `(N, d)` (detached) and ``indices`` `(N, d // d*)`."""
+
+    book: str  # "shared" or "specific.<modality>"
+    modality: str
+    z: torch.Tensor
+    indices: torch.Tensor
 
 
 def _mean(values: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -107,4 +130,159 @@ def _official_orthogonality(enc: ModalityEncoding) -> torch.Tensor:
     return orthogonality(shared, specific, variant="official")
 
 
-__all__ = ["compute_path_loss", "alignment_pairs"]
+def grade_targets(grades: torch.Tensor) -> torch.Tensor:
+    """Soft InfoNCE targets `(N, N)` from per-row pair grades `(N,)` in ``[0, 1]`` (1 positive, 0.5 partial, 0 negative).
+
+    ``T[i, i] = g_i`` and, for ``i != j``, ``T[i, j] = ((1 - g_i) + (1 - g_j)) / (2 (N - 1))``: a row keeps the share
+    ``g_i`` of its mass on its own partner and spreads the rest over the other rows, like label smoothing of
+    strength ``1 - g``. All-ones grades give the identity (plain InfoNCE); a negative pair (``g = 0``) puts no
+    mass on its partner, which is then pushed below the in-batch negatives. `info_nce` normalises rows and
+    columns; every row and column sum is positive for ``N >= 2``.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from codebind_hf.losses.objective import grade_targets
+    >>> grade_targets(torch.tensor([1.0, 0.5, 0.0]))
+    tensor([[1.0000, 0.1250, 0.2500],
+            [0.1250, 0.5000, 0.3750],
+            [0.2500, 0.3750, 0.0000]])
+
+    ```
+    """
+    if grades.ndim != 1 or grades.shape[0] < 2:
+        raise ValueError(f"grades must have shape (N,) with N >= 2, got {tuple(grades.shape)}")
+    if not torch.isfinite(grades).all() or (grades < 0).any() or (grades > 1).any():
+        raise ValueError(f"grades must lie in [0, 1], got {grades.tolist()}")
+    slack = (1 - grades.float()) / (2 * (grades.shape[0] - 1))
+    targets = slack[:, None] + slack[None, :]
+    return targets.fill_diagonal_(0) + torch.diag(grades.float())
+
+
+class PathObjective(nn.Module):
+    """The training forward of one path: live towers and/or cached pooled features -> loss terms + records.
+
+    Wrapping the model in one module lets Accelerate/DDP see the whole computation as one ``forward``.
+
+    Args:
+        model ([`CodeBindModel`]): the model (its path ``path`` must exist).
+        path (`str`): the target modality.
+    """
+
+    def __init__(self, model: CodeBindModel, path: str):
+        super().__init__()
+        self.model = model
+        self.path = path
+        self.modalities = model.config.path_modalities(path)
+
+    def frozen_towers(self) -> list[str]:
+        return [m for m in self.modalities if not any(p.requires_grad for p in self.model.towers[m].parameters())]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for modality in self.frozen_towers():  # frozen towers never train (dropout, drop-path off)
+            self.model.towers[modality].eval()
+        return self
+
+    def token_modalities(self, live: set[str]) -> set[str]:
+        """Live modalities whose patch tokens are quantised and reconstructed (as in the model's forward)."""
+        decoder = self.model.decoder
+        if decoder is None:
+            return set()
+        return {m for m in live if self.model.config.has_specific(m) and m in decoder.heads}
+
+    def _pooled_outputs(self, inputs: dict, attention_mask: torch.Tensor | None, cached: dict, tokens_for: set) -> dict:
+        """``{modality: (pooled, patch tokens or None)}`` from live towers (no grad when frozen) or the cache."""
+        frozen = self.frozen_towers()
+        outputs = {}
+        for modality in self.modalities:
+            if modality in inputs:  # towers run under the caller's autocast (mixed precision)
+                mask = attention_mask if modality == "text" else None
+                with torch.no_grad() if modality in frozen else contextlib.nullcontext():
+                    outputs[modality] = self.model.tower_outputs(modality, inputs[modality], mask, modality in tokens_for)
+            elif modality in cached:
+                outputs[modality] = (cached[modality], None)
+            else:
+                raise ValueError(f"path {self.path!r}: no inputs and no cached features for modality {modality!r}")
+        return outputs
+
+    def forward(self, inputs: dict, attention_mask: torch.Tensor | None = None, cached: dict | None = None,
+                grades: torch.Tensor | None = None) -> dict:
+        """Compute the path loss.
+
+        Args:
+            inputs (`dict[str, torch.Tensor]`): processed inputs by modality (towers run here).
+            attention_mask (`torch.Tensor`, *optional*): text attention mask.
+            cached (`dict[str, torch.Tensor]`, *optional*): pooled tower outputs `(batch, hidden)` by modality.
+            grades (`torch.Tensor` of shape `(batch,)`, *optional*): pair grades; soft targets of the target-bridge
+                InfoNCE terms (`grade_targets`).
+
+        Returns:
+            `dict` with ``loss`` (weighted with the path config's weights), ``breakdown`` (unweighted terms) and
+            ``records`` (list of `CodebookRecord`).
+        """
+        outputs = self._pooled_outputs(inputs, attention_mask, cached or {}, self.token_modalities(set(inputs)))
+        # Heads, code assignment and losses in float32: nearest-code search and log-sum-exps are precision
+        # sensitive (and torch.pdist has no bfloat16 kernel).
+        device_type = next(iter(outputs.values()))[0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            encodings, records = {}, []
+            for modality, (pooled, patches) in outputs.items():
+                patches = None if patches is None else patches.float()
+                encodings[modality], recs = self.model.encode_tower_outputs(
+                    modality, self.path, pooled.float(), patches, return_distances=True
+                )
+                records += recs
+            float_inputs = {m: x.float() if x.is_floating_point() else x for m, x in inputs.items()}
+            targets = None if grades is None else grade_targets(grades)
+            loss, breakdown = compute_path_loss(self.model, self.path, encodings, float_inputs, targets)
+        return {"loss": loss, "breakdown": breakdown, "records": records}
+
+
+class ProjectorObjective(PathObjective):
+    """Projector-only binding (EBind-style; our hard-alignment baseline): ``normalize(projector(target))`` against
+    each bridge's frozen embedding ``normalize(shared_head(bridge))`` with symmetric InfoNCE, summed over bridges.
+
+    No codebooks, specific heads or decoder: the projector is ``model.shared_heads[target]`` (a
+    `codebind_hf.training.projector.ProjectorHead`), the only trainable module.
+
+    Args:
+        model ([`CodeBindModel`]): the model, with the projector attached.
+        target (`str`): the target modality; bridges (`list[str]`); temperature (`float`);
+        align_weight (`float`, *optional*, defaults to 1.0): weight of the summed InfoNCE in ``loss``.
+    """
+
+    def __init__(self, model: CodeBindModel, target: str, bridges: list[str], temperature: float, align_weight: float = 1.0):
+        nn.Module.__init__(self)  # not PathObjective's: a projector run has no path in the model config
+        self.model, self.path = model, target
+        self.bridges = list(bridges)
+        self.modalities = [*self.bridges, target]
+        self.temperature, self.align_weight = temperature, align_weight
+
+    def token_modalities(self, live: set[str]) -> set[str]:
+        return set()
+
+    def forward(self, inputs: dict, attention_mask: torch.Tensor | None = None, cached: dict | None = None,
+                grades: torch.Tensor | None = None) -> dict:
+        """``{"loss", "breakdown": {"align"}, "records": []}``; arguments as `PathObjective.forward`."""
+        outputs = self._pooled_outputs(inputs, attention_mask, cached or {}, set())
+        device_type = outputs[self.path][0].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            heads = self.model.shared_heads
+            projected = F.normalize(heads[self.path](outputs[self.path][0].float()), dim=-1)
+            with torch.no_grad():
+                frozen = {b: F.normalize(heads[b](outputs[b][0].float()), dim=-1) for b in self.bridges}
+            targets = None if grades is None else grade_targets(grades)
+            align = torch.stack([info_nce(projected, frozen[b], self.temperature, targets) for b in self.bridges]).sum()
+        return {"loss": self.align_weight * align, "breakdown": {"align": align}, "records": []}
+
+
+__all__ = [
+    "CodebookRecord",
+    "PathObjective",
+    "ProjectorObjective",
+    "alignment_pairs",
+    "compute_path_loss",
+    "grade_targets",
+]

@@ -10,14 +10,14 @@ frozen parts from the base model and loads these tensors strictly.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..adapters.io import write_file_atomically, write_json_atomically
 
 TRAINED_STATE = "trained_state.safetensors"
 TRAINER_STATE = "trainer_state.json"
@@ -37,19 +37,13 @@ def trained_state_dict(model, path: str) -> dict[str, torch.Tensor]:
 
 
 def atomic_write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(value, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    """``value`` as indented JSON (other values through ``str``), written atomically."""
+    write_json_atomically(path, value, indent=2, default=str)
 
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    save_file(tensors, tmp)
-    os.replace(tmp, path)
+    """``tensors`` as a safetensors file, written atomically."""
+    write_file_atomically(path, lambda tmp: save_file(tensors, tmp))
 
 
 def register_hooks(accelerator, get_model, path: str) -> None:

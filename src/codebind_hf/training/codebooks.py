@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from ..losses.objective import CodebookRecord
 from ..modeling_codebind import CodeBindModel
-
-from .objective import CodebookRecord
 
 
 class CodebookLifecycle:

@@ -1,7 +1,7 @@
 """Configuration of a path training run: typed sections, YAML/JSON files, and ``--set key=value`` overrides.
 
 A run is configured by one file with the sections ``model``, ``path``, ``data``, ``cache``, ``codebooks`` and
-``training`` (see ``training/configs/*.yaml`` and docs/training.md), plus an optional list of ``stages`` (staged
+``training`` (see ``codebind_hf/training/configs/*.yaml`` and docs/training.md), plus an optional list of ``stages`` (staged
 training: each stage its own data, length and loss weights, run in order; see `StageArguments`). Every key of the
 sections can be overridden on the command line with ``--set section.key=value`` (values are parsed as YAML, so
 ``--set training.learning_rate=1e-4`` or ``--set path.bridges=[text]`` work), and the most common keys also have
@@ -380,7 +380,7 @@ def _coerce(section: str, spec, value):
 
 # ---------------------------------------------------------------------------------------------- files and overrides
 def load_config_file(path: str | os.PathLike) -> dict:
-    """Read a YAML or JSON config; a bare name (``audioset``) is looked up in ``training/configs``."""
+    """Read a YAML or JSON config; a bare name (``audioset``) is looked up in the packaged ``codebind_hf/training/configs``."""
     path = Path(path)
     if not path.exists() and not path.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
         path = CONFIG_DIR / f"{path}.yaml"

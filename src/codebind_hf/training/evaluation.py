@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..evaluation.zero_shot import class_embeddings
 from .batching import BatchSpec, PathCollator, RowDataset
 
 
@@ -47,7 +47,7 @@ class ZeroShotEvaluator:
         mask = processed.get("attention_mask")
         text = model.get_features("text", torch.as_tensor(processed["input_ids"]).to(device), path=path, quantize=self.quantize,
                                   attention_mask=None if mask is None else torch.as_tensor(mask).to(device))
-        return F.normalize(text.reshape(len(self.class_names), len(self.templates), -1).mean(1), dim=-1)
+        return class_embeddings(text, torch.arange(len(self.class_names)).repeat_interleave(len(self.templates)))
 
     @torch.no_grad()
     def evaluate(self, accelerator, model, path: str, target: str) -> dict[str, float]:

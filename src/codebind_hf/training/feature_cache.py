@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..adapters.io import write_dir_atomically, write_json_atomically
 from .batching import BatchSpec, PathCollator
 from .decoding import BadRowError, decode_value
-from .objective import tower_outputs
 
 CACHE_VERSION = 1
 INFO_FILE = "cache_info.json"
@@ -54,13 +52,6 @@ def tower_fingerprint(model, modalities: list[str]) -> str:
 
 def cache_key(components: dict) -> str:
     return hashlib.sha256(json.dumps({"version": CACHE_VERSION, **components}, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _atomic_json(path: Path, value: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(value, handle, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 class FeatureCache:
@@ -126,7 +117,7 @@ class FeatureCache:
         if accelerator.is_main_process:
             info = {"key": self.key, "num_rows": len(dataset), "world_size": world, "modalities": self.modalities,
                     "components": self.key_components, "dtype": self.dtype}
-            _atomic_json(self.folder / INFO_FILE, info)
+            write_json_atomically(self.folder / INFO_FILE, info, indent=2, default=str)
         accelerator.wait_for_everyone()
 
     @torch.no_grad()
@@ -150,7 +141,7 @@ class FeatureCache:
             clips = x.ndim == spec.sample_ndims[modality] + 2
             flat = x.flatten(0, 1) if clips else x
             with accelerator.autocast():
-                pooled, _ = tower_outputs(model, modality, flat)
+                pooled, _ = model.tower_outputs(modality, flat)
             pooled = pooled.float().reshape(x.shape[0], -1, pooled.shape[-1]) if clips else pooled.float()[:, None]
             for j, k in enumerate(keep):
                 columns[modality][k] = pooled[j].cpu().numpy()
@@ -178,7 +169,7 @@ class FeatureCache:
             return
         processed = dict(collator.processor(text=captions))
         with accelerator.autocast():
-            pooled, _ = tower_outputs(model, "text", torch.as_tensor(processed["input_ids"]).to(device), _mask(processed, device))
+            pooled, _ = model.tower_outputs("text", torch.as_tensor(processed["input_ids"]).to(device), _mask(processed, device))
         pooled, start = pooled.float().cpu().numpy(), 0
         for k, count in rows:
             column[k] = pooled[start : start + count]
@@ -190,18 +181,12 @@ class FeatureCache:
 
         input_ids, mask, classes, templates = label_table_inputs
         with accelerator.autocast():
-            pooled, _ = tower_outputs(model, "text", input_ids.to(device), None if mask is None else mask.to(device))
+            pooled, _ = model.tower_outputs("text", input_ids.to(device), None if mask is None else mask.to(device))
         table = pooled.float().reshape(classes, templates, -1).cpu().numpy()
-        staging = Path(tempfile.mkdtemp(prefix=".prompts-", dir=self.folder))
         features = datasets.Features({"pooled": datasets.List(datasets.List(datasets.Value("float32")))})
-        datasets.Dataset.from_dict({"pooled": list(table)}, features=features).save_to_disk(str(staging / "prompts"))
-        target = self.folder / "prompts"
-        if target.exists():
-            import shutil
-
-            shutil.rmtree(target)
-        os.replace(staging / "prompts", target)
-        staging.rmdir()
+        prompts = datasets.Dataset.from_dict({"pooled": list(table)}, features=features)
+        # The folder belongs to this cache entry: a previous table is replaced whatever it holds.
+        write_dir_atomically(self.folder / "prompts", lambda staging: prompts.save_to_disk(str(staging)), replaceable=None)
 
     # ------------------------------------------------------------------ loading
     def load(self):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .checkpointing import atomic_save_file, atomic_write_json, trained_state_dict
 from .config import TrainConfig
+from .results import TrainResult
 
 logger = logging.getLogger("codebind_hf.training")
 STAGE_STATE = "stage_state.json"
@@ -72,14 +73,13 @@ def stage_config(config: TrainConfig, index: int, init_state: Path | None = None
     return plain
 
 
-def train_stages(config: TrainConfig, dataset=None, processor=None):
-    """Run ``config.stages`` in order (see the module docstring); returns a `TrainResult` whose ``losses`` are all
+def train_stages(config: TrainConfig, train_one, dataset=None, processor=None):
+    """Run ``config.stages`` in order (see the module docstring) with ``train_one`` (`codebind_hf.training.train`, passed
+    in so this module does not import the trainer that calls it); returns a `TrainResult` whose ``losses`` are all
     stages' losses in order, ``stages`` the per-stage results and ``interrupted`` whether the run stopped early."""
     from accelerate import PartialState
 
     from ..modalities import canonical_modality
-
-    from .train_path import TrainResult, train
 
     if not config.stages:
         raise ValueError("train_stages needs a config with stages")
@@ -102,7 +102,7 @@ def train_stages(config: TrainConfig, dataset=None, processor=None):
             interrupted = True  # stopped at a stage boundary
             break
         logger.info("stage %d/%d (%s)", index + 1, len(config.stages), stage.name)
-        result = train(stage_config(config, index, previous, budget, dataset), processor=processor)
+        result = train_one(stage_config(config, index, previous, budget, dataset), processor=processor)
         results.append(result)
         if budget is not None:
             budget -= result.steps_this_run
@@ -123,8 +123,6 @@ def train_stages(config: TrainConfig, dataset=None, processor=None):
 
 def _combined(config: TrainConfig, results: list, interrupted: bool):
     from accelerate import PartialState
-
-    from .train_path import TrainResult
 
     last = results[-1] if results else TrainResult()
     combined = TrainResult(output_dir=Path(config.training.output_dir), interrupted=interrupted, stages=results,

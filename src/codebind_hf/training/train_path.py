@@ -1,8 +1,8 @@
 """Train one CodeBind bridge-target path with Accelerate.
 
-    codebind-train --config training/configs/sun_d.yaml --set data.dataset=./sun-rgbd --output_dir runs/sun
+    codebind-train --config sun_d --set data.dataset=./sun-rgbd --output_dir runs/sun
     accelerate launch --multi_gpu --num_processes 8 -m codebind_hf.training.train_path --config sun_d
-    python training/train_path.py --config tiny --set data.dataset=./toy --max_train_steps 20
+    python -m codebind_hf.training.train_path --config tiny --set data.dataset=./toy --max_train_steps 20
 
 One run trains one path: the target modality against its frozen bridges (text and/or image/video, plus the
 image-text term), with the CodeBind losses and weights of the method doc, the codebook life cycle (k-means init,
@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..adapters.lora import merge_lora
+from ..adapters.projector import save_projector
 from ..losses import AdaptiveLossBalancer
+from ..losses.objective import PathObjective, ProjectorObjective
 from ..modalities import canonical_modality
 
 from .batching import BatchSpec, EpochBatchSampler, PathCollator, RowDataset, processor_fingerprint, resolve_processor
@@ -52,7 +55,6 @@ from .data import (
 )
 from .evaluation import ZeroShotEvaluator
 from .feature_cache import FeatureCache, cache_batch_spec, tower_fingerprint
-from .objective import PathObjective, ProjectorObjective
 from .path_setup import (
     NEW_MODULE_PREFIXES,
     build_model,
@@ -62,30 +64,11 @@ from .path_setup import (
     prepare_path,
     prepare_projector,
 )
+from .results import TrainResult
+from .stages import train_stages
 
 logger = logging.getLogger("codebind_hf.training")
 BALANCED_LOSSES = ("vq", "ctr", "cuni", "cm", "orth", "uni")
-
-
-@dataclass
-class TrainResult:
-    """What `train` returns: per-step losses, the last metrics, where things were saved, and the model."""
-
-    losses: list = field(default_factory=list)
-    log_history: list = field(default_factory=list)
-    global_step: int = 0
-    num_bad_rows: int = 0
-    metrics: dict = field(default_factory=dict)
-    output_dir: Path | None = None
-    path_dir: Path | None = None
-    model_dir: Path | None = None
-    projector_dir: Path | None = None  # path.mode: projector
-    interrupted: bool = False  # stopped by training.max_steps_this_run; resume with resume_from_checkpoint=latest
-    steps_this_run: int = 0  # optimiser steps taken by this call (not restored from a checkpoint)
-    stages: list = field(default_factory=list)  # staged runs: one TrainResult per stage run in this call
-    model: object = None
-    train_runtime: float = 0.0  # seconds in the training loop (no set-up, cache build, k-means or saving)
-    steps_per_second: float = 0.0
 
 
 def _step_seed(seed: int, step: int, micro: int, rank: int) -> int:
@@ -123,9 +106,7 @@ def _cache_key_components(config: TrainConfig, model, modalities, dataset, proce
 def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     """Run one path training (see the module docstring). ``dataset``/``processor`` override ``config.data``'s."""
     if config.stages:
-        from .stages import train_stages
-
-        return train_stages(config, dataset=dataset, processor=processor)
+        return train_stages(config, train, dataset=dataset, processor=processor)
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
@@ -143,7 +124,6 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
 
         if not is_tensorboard_available():
             raise ImportError("training.report_to='tensorboard' needs tensorboard: pip install tensorboard (or report_to: none)")
-    warnings.filterwarnings("ignore", message=".*broadcast_buffers.*deprecated", category=FutureWarning)
     accelerator = Accelerator(
         mixed_precision=t.mixed_precision,
         log_with=None if t.report_to == "none" else t.report_to,
@@ -152,8 +132,6 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=t.ddp_find_unused_parameters, broadcast_buffers=False)],
         step_scheduler_with_optimizer=False,
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logger.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
     world, rank = accelerator.num_processes, accelerator.process_index
 
     # 2. Model and path -------------------------------------------------------------------------------------
@@ -384,21 +362,14 @@ def _save_artifacts(model, target: str, config: TrainConfig, result: TrainResult
     """The path artifact (+ the full model, + the push), or in projector mode the projector artifact."""
     t, output_dir = config.training, Path(config.training.output_dir)
     if projector:
-        from .projector import save_projector
-
         result.projector_dir = save_projector(model, target, output_dir / "projector", bridges=bridges,
                                               temperature=config.path.temperature)
         if t.save_full_model:
             logger.info("projector mode writes no full model: load %s onto the base model (load_projector)", result.projector_dir)
         return
-    if hasattr(model, "save_path"):
-        result.path_dir = model.save_path(target, output_dir / "path")
-    else:
-        logger.warning("this codebind_hf has no CodeBindModel.save_path: the path artifact was not written")
+    result.path_dir = model.save_path(target, output_dir / "path")
     if t.save_full_model:
         if target in getattr(model, "lora_settings", {}):
-            from ..adapters.lora import merge_lora
-
             merge_lora(model, target)  # a self-contained model: LoRA folded into the tower
         model.save_pretrained(output_dir / "model")
         result.model_dir = output_dir / "model"
@@ -494,7 +465,7 @@ def _push(model, target: str, t) -> None:
     if not (t.hub_model_id or t.hub_path_repo_id):
         raise ValueError("training.push_to_hub needs training.hub_model_id and/or training.hub_path_repo_id")
     if t.hub_path_repo_id:
-        model.push_path_to_hub(target, t.hub_path_repo_id)
+        model.push_path(target, t.hub_path_repo_id)
     if t.hub_model_id:
         model.push_to_hub(t.hub_model_id)
 
@@ -513,8 +484,18 @@ def _flat_scalars(values: dict, prefix: str = "") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point ``codebind-train``."""
-    train(parse_args(argv))
+    """Console entry point ``codebind-train``: the process is ours, so this (not `train`) sets up logging."""
+    from accelerate.utils import get_int_from_env
+
+    config = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # Under `accelerate launch` every process runs this; only the main one (global rank 0, read as Accelerate reads
+    # it, before any Accelerator exists) reports progress lines.
+    rank = get_int_from_env(["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"], 0)
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    # torch>=2.13 DDP deprecates broadcast_buffers, which the trainer must pass (see the Accelerator set-up).
+    warnings.filterwarnings("ignore", message=".*broadcast_buffers.*deprecated", category=FutureWarning)
+    train(config)
     return 0
 
 
@@ -522,4 +503,4 @@ __all__ = ["TrainResult", "train", "main"]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

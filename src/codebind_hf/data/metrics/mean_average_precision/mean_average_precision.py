@@ -3,7 +3,7 @@
 
 ```python
 >>> import evaluate  # doctest: +SKIP
->>> metric = evaluate.load("benchmarks/metrics/mean_average_precision")  # doctest: +SKIP
+>>> metric = evaluate.load("src/codebind_hf/data/metrics/mean_average_precision")  # from a checkout  # doctest: +SKIP
 >>> metric.compute(predictions=[[0.9, 0.2], [0.1, 0.8]], references=[[1, 0], [0, 1]])  # doctest: +SKIP
 {'mAP': 1.0}
 

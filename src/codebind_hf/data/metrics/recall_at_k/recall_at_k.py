@@ -3,7 +3,7 @@
 
 ```python
 >>> import evaluate  # doctest: +SKIP
->>> metric = evaluate.load("benchmarks/metrics/recall_at_k")  # doctest: +SKIP
+>>> metric = evaluate.load("src/codebind_hf/data/metrics/recall_at_k")  # from a checkout  # doctest: +SKIP
 >>> metric.compute(predictions=[[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]], references=[[2], [0, 2]], k=[1, 2])  # doctest: +SKIP
 {'recall@1': 0.0, 'recall@2': 1.0}
 

@@ -4,7 +4,7 @@ Load it by path (the Hugging Face Hub is not needed):
 
 ```python
 >>> import evaluate  # doctest: +SKIP
->>> metric = evaluate.load("benchmarks/metrics/zero_shot_accuracy")  # doctest: +SKIP
+>>> metric = evaluate.load("src/codebind_hf/data/metrics/zero_shot_accuracy")  # from a checkout  # doctest: +SKIP
 >>> metric.compute(predictions=[[0.1, 0.9], [0.8, 0.2]], references=[1, 1], k=1)  # doctest: +SKIP
 {'accuracy': 0.5}
 
