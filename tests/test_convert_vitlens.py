@@ -177,7 +177,8 @@ def test_cli_output_round_trips_with_its_processor(converted):
     sensors = processor.sensor_processor
     assert (sensors.point_sampling, sensors.point_channels, sensors.num_points, sensors.eeg_length) == ("fps", 3, 256, 64)
     cloud = np.random.default_rng(0).normal(size=(1000, 6)).astype(np.float32)
-    batch = processor(text=["a chair"], point_clouds=[cloud], eeg=[np.zeros((128, 500), np.float32)], images=[np.zeros((40, 50, 3), np.uint8)])
+    batch = processor(text=["a chair"], point_clouds=[cloud], eeg=[np.zeros((128, 500), np.float32)],
+                      images=[np.zeros((40, 50, 3), np.uint8)])
     assert {k: tuple(v.shape) for k, v in batch.items()} == {
         "input_ids": (1, 77), "attention_mask": (1, 77), "pixel_values": (1, 3, 224, 224), "point_values": (1, 256, 3),
         "eeg_values": (1, 128, 64)}
@@ -195,3 +196,23 @@ def test_bridge_model_copies_text_and_vision(converted, tmp_path):
     small = CodeBindModel(bridge.config.__class__(**{**bridge.config.to_dict(), "embed_dim": 16, "specific_dim": 16}))
     with pytest.raises(ValueError, match="embed_dim 32"):
         convert_vitlens_checkpoint(CHECKPOINT, CONFIG, bridge_model=small)
+
+
+def test_a_point_path_with_lora_round_trips(converted, tmp_path):
+    from codebind_hf.adapters.lora import add_lora
+
+    points = load_file(os.path.join(FIXTURES, "io.safetensors"))["input.point"]
+    model = CodeBindModel.from_pretrained(converted).eval()
+    assert add_lora(model, "point", r=2, last_n_blocks=1) == model.towers["point"].lora_target_modules(1)
+    with torch.no_grad():
+        before = model.get_features("point", points, part="concat")
+        for parameter in model.towers["point"].parameters():
+            if parameter.requires_grad:  # the LoRA matrices: make them count
+                parameter.add_(0.05)
+        tuned = model.get_features("point", points, part="concat")
+    assert not torch.equal(before, tuned)
+    folder = model.save_path("point", tmp_path / "point-path")
+    fresh = CodeBindModel.from_pretrained(converted).eval()
+    fresh.load_path(folder, replace=True)
+    with torch.no_grad():
+        assert torch.equal(fresh.get_features("point", points, part="concat"), tuned)

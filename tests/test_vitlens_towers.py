@@ -119,6 +119,24 @@ def test_lora_targets_are_the_trunk_linears(model):
     assert len(tower.lora_target_modules(99)) == 4 * len(tower.blocks) == 8
 
 
+def test_a_frozen_point_lens_keeps_its_batchnorm_statistics():
+    tower = build_vitlens_tower("point", vitlens_modality_configs(CLIP, LENSES, bridges=False)["point"])
+    norms = [m for m in tower.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert len(norms) == 2
+    tower.requires_grad_(False)
+    tower.blocks[1].mlp.fc1.weight.requires_grad_(True)  # e.g. LoRA / a tuned block
+    tower.train()
+    assert tower.blocks[1].training and not any(m.training for m in norms)
+    before = [m.running_mean.clone() for m in norms]
+    tower(torch.randn(2, 256, 3))
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
+    tower.requires_grad_(True)  # a lens that trains re-estimates them, as usual
+    tower.train()
+    assert all(m.training for m in norms)
+    tower(torch.randn(2, 256, 3))
+    assert not torch.equal(before[0], norms[0].running_mean)
+
+
 def test_settings_the_towers_do_not_implement_are_refused():
     def lens(**changes):
         return vitlens_modality_configs(CLIP, {"pc": {**LENSES["pc"], **changes}}, bridges=False)

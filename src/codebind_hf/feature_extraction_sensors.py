@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
+from .encoders.vitlens_layers import farthest_point_sample  # the point lens's own sampler
+
 
 POINT_SAMPLING = ("random", "fps")
 
@@ -211,8 +213,6 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
         if self.point_sampling == "fps":
             if count <= self.num_points:
                 return np.arange(self.num_points) % count
-            from .encoders.vitlens_layers import farthest_point_sample  # the lens's own sampler
-
             return farthest_point_sample(torch.from_numpy(cloud[None, :, :3]), self.num_points)[0].numpy()
         rng = np.random.default_rng(self.seed)
         if count >= self.num_points:
