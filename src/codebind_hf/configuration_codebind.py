@@ -9,7 +9,7 @@ from transformers import PreTrainedConfig
 
 from .modalities import MODALITIES, canonical_modality
 
-TOWER_FAMILIES = ("hf", "imagebind")
+TOWER_FAMILIES = ("hf", "imagebind", "vitlens")
 LOSS_NAMES = ("align", "recon", "vq", "ctr", "cuni", "cm", "orth", "uni")
 
 # App. Table 1 (CodeBind-IB), per target modality; align = recon = 1 everywhere.
@@ -113,7 +113,8 @@ class CodeBindConfig(PreTrainedConfig):
         modalities (`dict[str, dict]`, *optional*):
             Tower configuration per modality (canonical names: text, vision, audio, depth, thermal, imu,
             tactile, eeg, point). Each dict has ``"family"`` (``"hf"``: any transformers backbone given as
-            ``"backbone"``, a config dict with ``model_type``; ``"imagebind"``: ImageBind towers) and optional
+            ``"backbone"``, a config dict with ``model_type``; ``"imagebind"``: ImageBind towers; ``"vitlens"``: ViT-Lens
+            lenses and CLIP towers, see `codebind_hf.encoders.vitlens`) and optional
             head settings ``head_dropout``, ``head_layer_norm_eps``, ``head_bias``, ``logit_scale``,
             ``logit_scale_learnable``, ``has_specific`` (default: every modality but text).
         bridges (`list[str]`, *optional*, defaults to `["text", "vision"]`): frozen modalities that define the space.

@@ -10,6 +10,14 @@
   fill. The generator is seeded (``seed``), so one cloud always gives the same tensor. Then xyz are centred on their
   mean and scaled into the unit sphere; extra channels are left as they are. ImageBind has no point-cloud tower;
   these are the usual PointNet-style conventions.
+
+The ViT-Lens variant ([`CodeBindSensorFeatureExtractor.vitlens`], CodeBind-VL) keeps the EEG recipe above (it is
+ViT-Lens's too, with ``eeg_length`` the lens's ``time_len``) and samples point clouds as ViT-Lens does, but
+deterministically (``point_sampling="fps"``): ``N > num_points``: farthest point sampling from point 0 (ViT-Lens
+starts at a random point); ``N == num_points``: the cloud as it is; ``N < num_points``: every point, then the cloud
+again from its first point until ``num_points`` are filled (ViT-Lens would keep fewer points). Only xyz is kept
+(``point_channels=3``; an `(N, 6)` cloud loses its last three columns, as ViT-Lens's ModelNet40 loader does), then
+centred and scaled into the unit sphere (ViT-Lens's ``pc_norm``).
 """
 
 from __future__ import annotations
@@ -18,6 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
+
+from .encoders.vitlens_layers import farthest_point_sample  # the point lens's own sampler
+
+
+POINT_SAMPLING = ("random", "fps")
 
 
 def _as_float_array(item, what: str) -> np.ndarray:
@@ -58,6 +71,9 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
         eeg_time_window (`list[int]`, *optional*, defaults to `[20, 460]`): time steps kept before interpolation;
             `None` keeps all.
         num_points (`int`, *optional*, defaults to 8192), seed (`int`, *optional*, defaults to 0): point sampling.
+        point_sampling (`str`, *optional*, defaults to `"random"`): ``"random"`` (seeded subset / repeats) or
+            ``"fps"`` (farthest point sampling from point 0 / cyclic repeats; ViT-Lens).
+        point_channels (`int`, *optional*): ``3`` keeps xyz only; ``None`` keeps the 3 or 6 columns given.
 
     Example:
 
@@ -83,6 +99,8 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
         eeg_time_window: list[int] | None = (20, 460),
         num_points: int = 8192,
         seed: int = 0,
+        point_sampling: str = "random",
+        point_channels: int | None = None,
         **kwargs,
     ):
         kwargs.pop("feature_extractor_type", None)
@@ -105,6 +123,31 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
         self.imu_channels, self.imu_length = imu_channels, imu_length
         self.eeg_channels, self.eeg_length, self.eeg_time_window = eeg_channels, eeg_length, eeg_time_window
         self.num_points, self.seed = num_points, int(seed)
+        if point_sampling not in POINT_SAMPLING:
+            raise ValueError(f"point_sampling must be one of {POINT_SAMPLING}, got {point_sampling!r}")
+        if point_channels not in (None, 3):
+            raise ValueError(f"point_channels must be None (keep 3 or 6 columns) or 3 (xyz only), got {point_channels!r}")
+        self.point_sampling, self.point_channels = point_sampling, point_channels
+
+    @classmethod
+    def vitlens(cls, num_points: int = 8192, eeg_length: int = 512, eeg_channels: int = 128, **kwargs):
+        """The ViT-Lens (CodeBind-VL) variant: xyz clouds by farthest point sampling, EEG window [20, 460) resampled
+        to ``eeg_length`` (the EEG lens's ``time_len``); defaults are ViT-Lens-L's.
+
+        Example:
+
+        ```python
+        >>> import numpy as np
+        >>> sensors = CodeBindSensorFeatureExtractor.vitlens(num_points=256, eeg_length=64)
+        >>> out = sensors(eeg=[np.zeros((128, 500))], point_clouds=[np.random.rand(1000, 6)])
+        >>> {k: tuple(v.shape) for k, v in out.items()}
+        {'eeg_values': (1, 128, 64), 'point_values': (1, 256, 3)}
+
+        ```
+        """
+        settings = dict(num_points=num_points, eeg_length=eeg_length, eeg_channels=eeg_channels,
+                        eeg_time_window=(20, 460), point_sampling="fps", point_channels=3)
+        return cls(**{**settings, **kwargs})
 
     def _series(self, array: np.ndarray, channels: int, what: str) -> np.ndarray:
         if array.ndim != 2 or array.shape[0] != channels:
@@ -144,19 +187,16 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
         return torch.stack(out)
 
     def point_clouds(self, items) -> torch.Tensor:
-        """Point clouds `(N, 3)` or `(N, 6)` -> `(batch, num_points, 3 or 6)`; all items must have the same width."""
+        """Point clouds `(N, 3)` or `(N, 6)` -> `(batch, num_points, 3 or 6)` (``point_channels=3``: `(batch,
+        num_points, 3)`); all items must have the same width."""
         out = []
         for i, item in enumerate(_batch(items, "point_clouds")):
             cloud = _as_float_array(item, f"point cloud {i}")
             if cloud.ndim != 2 or cloud.shape[1] not in (3, 6):
                 raise ValueError(f"point cloud {i} must have shape (N, 3) or (N, 6); got {cloud.shape}")
-            rng = np.random.default_rng(self.seed)
-            if cloud.shape[0] >= self.num_points:
-                picks = rng.choice(cloud.shape[0], self.num_points, replace=False)
-            else:
-                extra = rng.choice(cloud.shape[0], self.num_points - cloud.shape[0], replace=True)
-                picks = np.concatenate([np.arange(cloud.shape[0]), extra])
-            cloud = cloud[picks]
+            if self.point_channels == 3:
+                cloud = np.ascontiguousarray(cloud[:, :3])
+            cloud = cloud[self._point_picks(cloud)]
             xyz = cloud[:, :3] - cloud[:, :3].mean(0)
             radius = float(np.linalg.norm(xyz, axis=1).max())
             cloud[:, :3] = xyz / radius if radius > 0 else xyz
@@ -166,6 +206,19 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
                 f"point clouds in one batch must share their width; got {sorted({c.shape[1] for c in out})}"
             )
         return torch.stack(out)
+
+    def _point_picks(self, cloud: np.ndarray) -> np.ndarray:
+        """Indices of the ``num_points`` points kept (module docstring)."""
+        count = cloud.shape[0]
+        if self.point_sampling == "fps":
+            if count <= self.num_points:
+                return np.arange(self.num_points) % count
+            return farthest_point_sample(torch.from_numpy(cloud[None, :, :3]), self.num_points)[0].numpy()
+        rng = np.random.default_rng(self.seed)
+        if count >= self.num_points:
+            return rng.choice(count, self.num_points, replace=False)
+        extra = rng.choice(count, self.num_points - count, replace=True)
+        return np.concatenate([np.arange(count), extra])
 
     def __call__(self, imu=None, eeg=None, point_clouds=None, return_tensors: str | None = "pt") -> BatchFeature:
         """[`BatchFeature`] with ``imu_values``, ``eeg_values``, ``point_values`` for the inputs given."""
@@ -179,4 +232,4 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
         return BatchFeature(data, tensor_type=return_tensors)
 
 
-__all__ = ["CodeBindSensorFeatureExtractor", "fixed_length"]
+__all__ = ["CodeBindSensorFeatureExtractor", "fixed_length", "POINT_SAMPLING"]

@@ -82,6 +82,17 @@ class CodeBindProcessor(ProcessorMixin):
         """The ImageBind-exact processor, built offline from the files shipped in the package."""
         return cls()
 
+    @classmethod
+    def vitlens(cls, num_points: int = 8192, eeg_length: int = 512, eeg_channels: int = 128,
+                image_size: int = 224) -> CodeBindProcessor:
+        """The CodeBind-VL processor: CLIP text and images (open_clip's eval transform is ImageBind's: bicubic resize
+        of the short side, centre crop, CLIP mean/std) and ViT-Lens point clouds and EEG
+        ([`CodeBindSensorFeatureExtractor.vitlens`]); defaults are ViT-Lens-L's sizes."""
+        return cls(
+            image_processor=CodeBindImageProcessor(size=image_size),
+            sensor_processor=CodeBindSensorFeatureExtractor.vitlens(num_points, eeg_length, eeg_channels),
+        )
+
     @property
     def model_input_names(self) -> list[str]:
         names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names]

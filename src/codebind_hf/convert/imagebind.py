@@ -14,7 +14,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from ..adapters.io import write_files_atomically
 from ..encoders.imagebind import (
     IMAGEBIND_CONSTRUCTOR_DEFAULTS,
     IMAGEBIND_HUGE,
@@ -31,6 +29,7 @@ from ..encoders.imagebind import (
     imagebind_modality_configs,
 )
 from ..modules.heads import LogitScale, ProjectionHead
+from ._common import account_weights, load_converted_weights, read_json_argument, save_pretrained_atomically
 
 # Reference stem modules per modality (PatchEmbedGeneric.proj is a Sequential, hence ".1", only for vision).
 _STEMS = {"vision": "rgbt_stem.proj.1", "audio": "rgbt_stem.proj", "depth": "depth_stem.proj", "thermal": "rgbt_stem.proj",
@@ -149,13 +148,7 @@ def _constructor_kwargs(imagebind_config: Mapping | str | os.PathLike | None) ->
     ``"constructor_kwargs"``, as the fixture's config.json)."""
     if imagebind_config is None:
         return dict(IMAGEBIND_HUGE)
-    if isinstance(imagebind_config, (str, os.PathLike)):
-        text = str(imagebind_config)
-        loaded = json.loads(text) if text.lstrip().startswith("{") else json.loads(Path(text).read_text())
-    else:
-        loaded = imagebind_config
-    if not isinstance(loaded, Mapping):
-        raise TypeError(f"imagebind_config must be a dict of constructor arguments, got {type(loaded).__name__}")
+    loaded = read_json_argument(imagebind_config, "imagebind_config (the reference constructor's keyword arguments)")
     return dict(loaded.get("constructor_kwargs", loaded))
 
 
@@ -220,26 +213,11 @@ def imagebind_state_dict_to_towers(
     renamed = imagebind_state_dict_to_codebind(state_dict)
     expected = expected_weight_shapes(constructor_kwargs, modalities)
     synthesized = {f"logit_scales.{m}.log_logit_scale" for m in _UNSCALED if f"logit_scales.{m}.log_logit_scale" in expected}
-    needed = set(expected) - synthesized
-    extra, missing = sorted(set(renamed) - needed), sorted(needed - set(renamed))
-    if extra or missing:
-        problems = []
-        if extra:
-            sources = sorted(k for k in state_dict if imagebind_key_to_codebind(k) in extra)
-            problems.append(f"checkpoint weights the model has no place for: {extra} (checkpoint keys {sources})")
-        if missing:
-            problems.append(
-                f"weights the model needs but the checkpoint lacks: {missing} "
-                f"(reference keys {[codebind_key_to_imagebind(k) for k in missing]})"
-            )
-        raise ValueError(
-            f"Checkpoint and ImageBind configuration disagree (modalities {list(modalities)}): " + "; ".join(problems)
-        )
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k])}" for k, v in renamed.items() if v.shape != expected[k]
-    ]
-    if mismatched:
-        raise ValueError(f"Shape mismatches (wrong constructor arguments / --imagebind-config?): {mismatched}")
+    account_weights(
+        state_dict, renamed, expected, imagebind_key_to_codebind, codebind_key_to_imagebind,
+        disagreement=f"Checkpoint and ImageBind configuration disagree (modalities {list(modalities)})",
+        mismatch_hint="wrong constructor arguments / --imagebind-config?", synthesized=synthesized,
+    )
     for key in synthesized:
         renamed[key] = torch.zeros((), dtype=torch.float32)
     return renamed
@@ -291,20 +269,8 @@ def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: Mapping | st
     converted = tuple(m for m in IMAGEBIND_MODALITIES if m in config.modalities)
     weights = imagebind_state_dict_to_towers(load_imagebind_checkpoint(checkpoint_path), kwargs, converted)
     model = CodeBindModel(config)
-    result = model.load_state_dict(weights, strict=False)
-    prefixes = tuple(f"{group}{m}." for group in _PREFIXES for m in converted)
-    unfilled = sorted(k for k in result.missing_keys if k.startswith(prefixes))
-    if result.unexpected_keys or unfilled:
-        raise ValueError(
-            f"The model built from the config does not match the converted towers: unexpected {sorted(result.unexpected_keys)}, "
-            f"unfilled {unfilled} (do config_overrides change the towers?)"
-        )
+    load_converted_weights(model, weights, tuple(f"{group}{m}." for group in _PREFIXES for m in converted))
     return model.eval()
-
-
-def _save_atomically(model, output_dir: Path, **save_kwargs) -> None:
-    """``save_pretrained`` into a temporary sibling folder, then move the files into ``output_dir``."""
-    write_files_atomically(output_dir, lambda staging: model.save_pretrained(staging, **save_kwargs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="also push the converted model to this Hub repo")
     args = parser.parse_args(argv)
     model = convert_imagebind_checkpoint(args.checkpoint, args.imagebind_config)
-    _save_atomically(model, Path(args.output_dir), max_shard_size="2GB")
+    save_pretrained_atomically(args.output_dir, model, max_shard_size="2GB")
     for modality, tower in model.towers.items():
         print(f"{modality:>8}: {sum(p.numel() for p in tower.parameters()):,} tower parameters")
     print(f"saved CodeBind model ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.output_dir}")

@@ -6,7 +6,7 @@ from .base import ModalityTower, TowerOutput
 
 
 def build_tower(modality: str, config: dict) -> ModalityTower:
-    """Build the tower of ``modality`` from its config dict (``family``: ``"hf"`` or ``"imagebind"``)."""
+    """Build the tower of ``modality`` from its config dict (``family``: ``"hf"``, ``"imagebind"`` or ``"vitlens"``)."""
     family = config.get("family")
     if family == "hf":
         from .hf_backbone import HFBackboneTower
@@ -16,7 +16,11 @@ def build_tower(modality: str, config: dict) -> ModalityTower:
         from .imagebind import build_imagebind_tower
 
         return build_imagebind_tower(modality, config)
-    raise ValueError(f"Unknown tower family {family!r} for modality {modality!r}; expected 'hf' or 'imagebind'")
+    if family == "vitlens":
+        from .vitlens import build_vitlens_tower
+
+        return build_vitlens_tower(modality, config)
+    raise ValueError(f"Unknown tower family {family!r} for modality {modality!r}; expected 'hf', 'imagebind' or 'vitlens'")
 
 
 __all__ = ["ModalityTower", "TowerOutput", "build_tower"]

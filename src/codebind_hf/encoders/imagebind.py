@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .base import ModalityTower, TowerOutput
-from .imagebind_layers import LAYER_SCALE_TYPES, ImageBindBlock
+from .imagebind_layers import LAYER_SCALE_TYPES, ImageBindBlock, last_blocks_lora_targets
 
 IMAGEBIND_MODALITIES: tuple[str, ...] = ("vision", "text", "audio", "depth", "thermal", "imu")
 CODEBIND_EXTRA_MODALITIES: tuple[str, ...] = ("tactile", "eeg")
@@ -416,11 +416,7 @@ class ImageBindTower(ModalityTower):
 
         A count above the number of blocks selects all of them.
         """
-        if isinstance(last_n_blocks, bool) or not isinstance(last_n_blocks, int) or last_n_blocks < 0:
-            raise ValueError(f"last_n_blocks must be a non-negative integer, got {last_n_blocks!r}")
-        first = max(0, len(self.blocks) - last_n_blocks)
-        names = ("attn.qkv", "attn.out_proj", "mlp.fc1", "mlp.fc2")
-        return [f"blocks.{i}.{name}" for i in range(first, len(self.blocks)) for name in names]
+        return last_blocks_lora_targets(len(self.blocks), last_n_blocks)
 
     def set_gradient_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in the backward pass while training (saves memory)."""

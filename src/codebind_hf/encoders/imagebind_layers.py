@@ -155,4 +155,23 @@ class ImageBindBlock(nn.Module):
         return x + self.drop_path(mlp)
 
 
-__all__ = ["DropPath", "ImageBindAttention", "ImageBindMLP", "ImageBindBlock", "LAYER_SCALE_TYPES"]
+def last_blocks_lora_targets(num_blocks: int, last_n_blocks: int, prefix: str = "blocks") -> list[str]:
+    """LoRA targets of [`ImageBindBlock`] trunks: the ``qkv``, ``out_proj``, ``fc1`` and ``fc2`` linears of the last
+    ``last_n_blocks`` of ``num_blocks`` blocks held in the ModuleList ``prefix`` (a count above ``num_blocks`` selects
+    them all).
+
+    Example:
+
+    ```python
+    >>> last_blocks_lora_targets(3, 1)
+    ['blocks.2.attn.qkv', 'blocks.2.attn.out_proj', 'blocks.2.mlp.fc1', 'blocks.2.mlp.fc2']
+
+    ```
+    """
+    if isinstance(last_n_blocks, bool) or not isinstance(last_n_blocks, int) or last_n_blocks < 0:
+        raise ValueError(f"last_n_blocks must be a non-negative integer, got {last_n_blocks!r}")
+    names = ("attn.qkv", "attn.out_proj", "mlp.fc1", "mlp.fc2")
+    return [f"{prefix}.{i}.{name}" for i in range(max(0, num_blocks - last_n_blocks), num_blocks) for name in names]
+
+
+__all__ = ["DropPath", "ImageBindAttention", "ImageBindMLP", "ImageBindBlock", "LAYER_SCALE_TYPES", "last_blocks_lora_targets"]
