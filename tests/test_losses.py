@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from codebind_hf.losses import (
     AdaptiveLossBalancer,
+    OfficialLossBalancer,
     codevector_contrastive,
     codevector_uniformity,
     cross_modal_code_matching,
@@ -48,31 +49,53 @@ def test_info_nce_soft_targets_identity_equals_plain_and_graded_differs():
     assert torch.allclose(info_nce(a, b, 0.1, targets=graded), direct)
 
 
-def test_cross_modal_code_matching_matches_loops():
-    n, m, k = 3, 2, 5
-    da, db = torch.rand(n, m, k, dtype=torch.float64) * 4, torch.rand(n, m, k, dtype=torch.float64) * 4
-    pa, pb = torch.softmax(-da, -1), torch.softmax(-db, -1)
+def _code_matching_by_loops(pa, pb, log=math.log) -> float:
+    """Eq. (6) by loops: -(1/(N m)) Σ_{i,h} log exp S(a_i, b_i) / Σ_j exp S(a_i, b_j), ONE direction."""
+    n, m = pa.shape[0], pa.shape[1]
 
     def s(i, j, h):
-        return float((pa[i, h] * pb[j, h].log()).sum() + (pb[j, h] * pa[i, h].log()).sum())
+        return sum(float(pa[i, h, k]) * log(float(pb[j, h, k])) + float(pb[j, h, k]) * log(float(pa[i, h, k]))
+                   for k in range(pa.shape[2]))
 
-    fwd = bwd = 0.0
+    total = 0.0
     for h in range(m):
         for i in range(n):
-            fwd += -math.log(math.exp(s(i, i, h)) / sum(math.exp(s(i, j, h)) for j in range(n)))
-            bwd += -math.log(math.exp(s(i, i, h)) / sum(math.exp(s(j, i, h)) for j in range(n)))
-    expected = fwd / (n * m) + bwd / (n * m)
+            total += -math.log(math.exp(s(i, i, h)) / sum(math.exp(s(i, j, h)) for j in range(n)))
+    return total / (n * m)
+
+
+def test_cross_modal_code_matching_is_eq6_one_direction():
+    n, m, k = 3, 2, 5
+    da, db = torch.rand(n, m, k, dtype=torch.float64) * 4, torch.rand(n, m, k, dtype=torch.float64) * 4
+    expected = _code_matching_by_loops(torch.softmax(-da, -1), torch.softmax(-db, -1))
     assert math.isclose(float(cross_modal_code_matching(da, db)), expected, rel_tol=1e-9)
+    # Normalised over the rows of b for each row of a: swapping the arguments changes the value (S is symmetric,
+    # the normalisation is not), which the old sum of both directions hid.
+    assert not math.isclose(float(cross_modal_code_matching(db, da)), expected, rel_tol=1e-3)
 
 
-def test_cross_modal_code_matching_official_variant_uses_softmax_over_positions():
-    da, db = torch.rand(3, 4, 6, dtype=torch.float64), torch.rand(3, 4, 6, dtype=torch.float64)
-    pa, pb = torch.softmax(da.sqrt(), dim=1), torch.softmax(db.sqrt(), dim=1)
-    scores = torch.einsum("ihk,jhk->hij", pa, (pb + 1e-10).log()) + torch.einsum("ihk,jhk->hij", (pa + 1e-10).log(), pb)
-    labels = torch.arange(3).repeat(4)
-    expected = F.cross_entropy(scores.reshape(12, 3), labels) + F.cross_entropy(scores.transpose(1, 2).reshape(12, 3), labels)
-    assert torch.allclose(cross_modal_code_matching(da, db, variant="official"), expected)
-    assert not torch.allclose(cross_modal_code_matching(da, db), expected)
+def test_cross_modal_code_matching_hand_value():
+    # Two rows on opposite codes: P = [[e^0, e^-2], [e^-2, e^0]] / (1 + e^-2); S_ii = 2 Σ p log p, S_ij = 2 Σ p log q.
+    d = torch.tensor([[[0.0, 2.0]], [[2.0, 0.0]]], dtype=torch.float64)
+    p = 1 / (1 + math.exp(-2))
+    s_ii = 2 * (p * math.log(p) + (1 - p) * math.log(1 - p))
+    s_ij = 2 * (p * math.log(1 - p) + (1 - p) * math.log(p))
+    assert math.isclose(float(cross_modal_code_matching(d, d)), math.log(1 + math.exp(s_ij - s_ii)), rel_tol=1e-12)
+    assert float(cross_modal_code_matching(d, d)) == pytest.approx(0.046436, abs=1e-6)
+
+
+def test_cross_modal_code_matching_official_is_a_softmax_of_the_cosine_over_codes():
+    n, m, k = 3, 4, 6
+    sub = F.normalize(torch.randn(2, n, m, 8, dtype=torch.float64), dim=-1)
+    codes = F.normalize(torch.randn(k, 8, dtype=torch.float64), dim=-1)
+    cos = sub @ codes.t()  # (2, n, m, k): what the authors' quantiser calls "dist"
+    da, db = 2 - 2 * cos[0], 2 - 2 * cos[1]
+    pa, pb = torch.softmax(cos[0], -1), torch.softmax(cos[1], -1)
+    expected = _code_matching_by_loops(pa, pb, log=lambda x: math.log(x + 1e-10))
+    assert math.isclose(float(cross_modal_code_matching(da, db, variant="official")), expected, rel_tol=1e-9)
+    assert not math.isclose(float(cross_modal_code_matching(da, db)), expected, rel_tol=1e-3)
+    with pytest.raises(ValueError, match="'paper' or 'official'"):
+        cross_modal_code_matching(da, db, variant="authors")
 
 
 def test_orthogonality_paper_and_official():
@@ -103,6 +126,19 @@ def test_codevector_contrastive_matches_sorted_formula():
         ordered = sorted(row.tolist())
         values.append((sum(ordered[:2]) / 2) / sum(ordered[-10:]))
     assert math.isclose(float(codevector_contrastive(dist)), sum(values) / len(values), rel_tol=1e-9)
+
+
+def test_codevector_contrastive_official_is_the_authors_double_softmax():
+    k = 20
+    cos = torch.rand(6, k, dtype=torch.float64) * 2 - 1
+    values = []
+    for row in cos:
+        ordered = sorted(row.tolist())  # ascending cosine: the last K/10 are the closest codes
+        x = [sum(ordered[-2:]) / 2] + ordered[:10]
+        p = [math.exp(v) / sum(math.exp(u) for u in x) for v in x]  # softmax ...
+        values.append(-math.log(math.exp(p[0]) / sum(math.exp(u) for u in p)))  # ... taken as logits by CE(., 0)
+    got = codevector_contrastive((2 - 2 * cos).reshape(2, 3, k), variant="official")
+    assert math.isclose(float(got), sum(values) / len(values), rel_tol=1e-9)
 
 
 def test_reconstruction_is_mse():
@@ -147,3 +183,24 @@ def test_adaptive_balancer_rescales_to_alignment_and_grows_interval():
         AdaptiveLossBalancer(["align"])
     with pytest.raises(KeyError, match="align"):
         balancer.step({"vq": 1.0})
+
+
+def test_official_balancer_ratios_sine_interval_and_update_steps():
+    b = OfficialLossBalancer(momentum=0.5, min_interval=2, max_interval=10, max_steps=8)
+    w = b.step({"align": 4.0, "recon": 9.0, "vq": 0.02, "cm": 2.0, "ctr": 1.5, "cuni": -3.5, "orth": 0.4, "uni": -2.0})
+    # first step: weight = ratio * align / |loss|; ctr and cuni share the weight of their sum (-2)
+    assert w == pytest.approx({"align": 1.0, "recon": 1.0, "vq": 4 * 0.01 / 0.02, "cm": 4 * 0.1 / 2, "ctr": 0.2,
+                               "cuni": 0.2, "orth": 4 * 0.1 / 0.4, "uni": 4 * 1.0 / 2.0}, rel=1e-6)
+    # no EMA update before the interval (2 steps): a changed loss leaves the weights alone
+    assert b.step({"align": 2.0, "vq": 1.0, "cm": 2.0})["vq"] == pytest.approx(2.0, rel=1e-6)
+    # step 3: EMAs move once: align 0.5*4 + 0.5*2 = 3, vq 0.5*0.02 + 0.5*0.02 = 0.02 -> 3 * 0.01 / 0.02
+    w = b.step({"align": 2.0, "vq": 0.02, "cm": 2.0})
+    assert w["vq"] == pytest.approx(1.5, rel=1e-6) and w["cm"] == pytest.approx(0.15, rel=1e-6)
+    # next interval: int(2 + 8 * sin(pi/2 * 3/8)) = 6
+    assert b.current_interval == int(2 + 8 * math.sin(math.pi / 2 * 3 / 8)) == 6
+    # only vq is capped
+    capped = OfficialLossBalancer(max_weight=10.0).step({"align": 4.0, "vq": 1e-6, "uni": 1e-6})
+    assert capped["vq"] == 10.0 and capped["uni"] == pytest.approx(4.0 / (1e-6 + 1e-8))
+    other = OfficialLossBalancer(momentum=0.5, min_interval=2, max_interval=10, max_steps=8)
+    other.load_state_dict(b.state_dict())
+    assert other.step({"align": 1.0, "vq": 0.1}) == b.step({"align": 1.0, "vq": 0.1})

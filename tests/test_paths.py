@@ -63,7 +63,7 @@ def test_saved_path_loads_into_a_fresh_base_with_identical_embeddings(base_dir, 
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "path.safetensors", "path_config.json"]
     config = json.loads((folder / "path_config.json").read_text())
     assert config["modality"] == "depth" and config["path"]["bridges"] == ["text", "vision"]
-    assert config["lora"] == {"r": 4, "lora_alpha": 8, "last_n_blocks": 1, "dropout": 0.0}
+    assert config["lora"] == {"r": 4, "lora_alpha": 4, "last_n_blocks": 1, "dropout": 0.0}  # alpha = rank: scale 1
     assert config["base_model"] == {"name_or_path": str(base_dir), "revision": None,
                                     "fingerprint": base_model_fingerprint(trained, "depth")}
     assert config["dims"] == {"embed_dim": 32, "specific_dim": 32, "tower_hidden_size": 32}

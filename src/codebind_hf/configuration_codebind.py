@@ -11,6 +11,22 @@ from .modalities import MODALITIES, canonical_modality
 
 TOWER_FAMILIES = ("hf", "imagebind", "vitlens")
 LOSS_NAMES = ("align", "recon", "vq", "ctr", "cuni", "cm", "orth", "uni")
+# One switch per place where the authors' code (Visual-AI/CodeBind) departs from the paper: "paper" (the default)
+# or "official" (what that code runs). docs/faithfulness.md says what each changes and which test pins it.
+VARIANTS = (
+    "orthogonality",  # pooled <s, p>^2 | Frobenius norm of the token cross-similarity
+    "code_matching",  # softmax of -|z - e|^2 | softmax of the cosine, log(p + 1e-10)
+    "codevector_contrastive",  # d_pos / d_neg | cross-entropy of the double softmax
+    "code_loss_gradients",  # cm and ctr train the heads | cm, ctr (and cuni) carry no gradient
+    "balancer",  # adaptive weights: EMA to the alignment magnitude | per-loss ratios, sine interval
+    "dead_codes",  # only rarely used codes move, EMA reset | every code blended, EMA kept
+    "ema_init",  # N0 = 0 after k-means | N0 = k-means cluster sizes
+    "kmeans_data",  # k-means on kmeans_init_batches batches, all tokens | first batch, CLS only
+    "quantizer_output",  # unit codevectors | raw code vectors, L2 over the whole part afterwards
+)
+# Path settings of older releases, read into `variants`.
+_LEGACY_VARIANT_KEYS = {"orthogonality_variant": "orthogonality", "code_matching_variant": "code_matching"}
+SHARED_CODEBOOK_MODES = ("path", "modality")
 
 # App. Table 1 (CodeBind-IB), per target modality; align = recon = 1 everywhere.
 _PAPER_WEIGHTS = {
@@ -67,19 +83,38 @@ class DecoderConfig:
 
 @dataclass
 class PathConfig:
-    """One bridge-target path: the target modality trained against its bridges."""
+    """One bridge-target path: the target modality trained against its bridges.
+
+    ``variants`` maps each name of ``VARIANTS`` to ``"paper"`` (default) or ``"official"`` (a bare string sets all);
+    the ``use_*`` switches and ``shared_codebook`` are the ablations of the paper (Tables 6-7): no codebooks, no
+    specific part, no reconstruction, one "shared" codebook per modality. ``quantizer`` overrides the model's
+    `QuantizerConfig` for this path's codebooks (sizes; ``codevector_dim`` equal to the widths is standard VQ).
+    ``lora_alpha`` ``None`` means the rank (LoRA scale 1, as the authors' LoRA).
+    """
 
     bridges: list[str] = field(default_factory=lambda: ["text", "vision"])
     temperature: float = 0.05
     loss_weights: dict[str, float] = field(default_factory=dict)
     adaptive_weights: bool = False
-    orthogonality_variant: str = "paper"
-    code_matching_variant: str = "paper"
+    variants: dict[str, str] = field(default_factory=dict)
+    use_codebooks: bool = True
+    use_decoupling: bool = True
+    use_reconstruction: bool = True
+    shared_codebook: str = "path"
+    quantizer: dict = field(default_factory=dict)
     # How the target tower is tuned: "lora" (peft, rank/alpha on the last blocks), "headtune" or "fulltune".
     mode: str = "lora"
     lora_rank: int = 4
-    lora_alpha: int = 8
+    lora_alpha: int | None = None
     lora_last_n_blocks: int = 6
+
+    @property
+    def orthogonality_variant(self) -> str:
+        return self.variants.get("orthogonality", "paper")
+
+    @property
+    def code_matching_variant(self) -> str:
+        return self.variants.get("code_matching", "paper")
 
 
 def _dataclass_from(cls, value, what: str):
@@ -95,12 +130,47 @@ def _dataclass_from(cls, value, what: str):
     return cls(**value)
 
 
+def normalize_variants(variants, where: str = "variants") -> dict[str, str]:
+    """Every name of ``VARIANTS`` with its value (``"paper"`` unless given); a bare ``"paper"``/``"official"`` sets all.
+
+    Example:
+
+    ```python
+    >>> from codebind_hf.configuration_codebind import normalize_variants
+    >>> normalize_variants({"code_matching": "official"})["code_matching"], normalize_variants("official")["ema_init"]
+    ('official', 'official')
+
+    ```
+    """
+    if isinstance(variants, str):
+        variants = {name: variants for name in VARIANTS}
+    if not isinstance(variants, dict):
+        raise TypeError(f"{where} must be a mapping of switch -> 'paper' | 'official' (or one of those), got {variants!r}")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"{where} has unknown switches {unknown}; expected some of {list(VARIANTS)}")
+    out = {name: variants.get(name, "paper") for name in VARIANTS}
+    bad = {k: v for k, v in out.items() if v not in ("paper", "official")}
+    if bad:
+        raise ValueError(f"{where}: each switch is 'paper' or 'official'; got {bad}")
+    return out
+
+
 def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
-    """A path's settings as a plain dict: known keys only, canonical bridge names, paper weights filled in."""
+    """A path's settings as a plain dict: known keys only, canonical bridge names, paper weights and every variant
+    filled in, ``lora_alpha`` resolved (the rank when unset); pre-``variants`` keys are read into ``variants``."""
     target = canonical_modality(target)
+    if isinstance(path, dict) and set(path) & set(_LEGACY_VARIANT_KEYS):
+        path = dict(path)
+        legacy = {_LEGACY_VARIANT_KEYS[k]: path.pop(k) for k in list(path) if k in _LEGACY_VARIANT_KEYS}
+        given = path.get("variants") or {}
+        path["variants"] = {name: given for name in VARIANTS} if isinstance(given, str) else {**legacy, **given}
     path_config = _dataclass_from(PathConfig, path, f"paths[{target!r}]")
     path_config.bridges = [canonical_modality(b) for b in path_config.bridges]
     path_config.loss_weights = {**paper_loss_weights(target), **path_config.loss_weights}
+    path_config.variants = normalize_variants(path_config.variants, f"paths[{target!r}].variants")
+    if path_config.lora_alpha is None:
+        path_config.lora_alpha = path_config.lora_rank
     return asdict(path_config)
 
 
@@ -182,10 +252,9 @@ class CodeBindConfig(PreTrainedConfig):
             unknown = sorted(set(path["loss_weights"]) - set(LOSS_NAMES))
             if unknown:
                 raise ValueError(f"paths[{target!r}].loss_weights has unknown losses {unknown}; expected {list(LOSS_NAMES)}")
-            for key in ("orthogonality_variant", "code_matching_variant"):
-                if path[key] not in ("paper", "official"):
-                    raise ValueError(f"paths[{target!r}].{key} must be 'paper' or 'official', got {path[key]!r}")
-            if self.specific_dim != self.embed_dim and path["loss_weights"].get("orth", 0.0) > 0:
+            normalize_variants(path["variants"], f"paths[{target!r}].variants")
+            self._validate_path_ablations(target, path, quantizer)
+            if self.specific_dim != self.embed_dim and path["loss_weights"].get("orth", 0.0) > 0 and path["use_decoupling"]:
                 raise ValueError(
                     f"paths[{target!r}] uses the orthogonality loss, which needs specific_dim == embed_dim; "
                     f"got specific_dim={self.specific_dim}, embed_dim={self.embed_dim} (or set loss_weights['orth'] = 0)"
@@ -196,6 +265,20 @@ class CodeBindConfig(PreTrainedConfig):
                 raise ValueError(f"paths[{target!r}]: lora_rank and lora_last_n_blocks must be >= 1")
             if path["temperature"] <= 0:
                 raise ValueError(f"paths[{target!r}].temperature must be positive, got {path['temperature']}")
+
+    def _validate_path_ablations(self, target: str, path: dict, quantizer: QuantizerConfig) -> None:
+        where = f"paths[{target!r}]"
+        if path["shared_codebook"] not in SHARED_CODEBOOK_MODES:
+            raise ValueError(f"{where}.shared_codebook must be one of {SHARED_CODEBOOK_MODES}, got {path['shared_codebook']!r}")
+        if path["use_reconstruction"] and not path["use_decoupling"]:
+            raise ValueError(f"{where}: use_reconstruction needs use_decoupling (the decoder reads shared ⊕ specific tokens); "
+                             "set use_reconstruction: false for the no-decoupling ablation")
+        overrides = _dataclass_from(QuantizerConfig, {**asdict(quantizer), **(path["quantizer"] or {})}, f"{where}.quantizer")
+        for what, dim in (("embed_dim", self.embed_dim), ("specific_dim", self.specific_dim)):
+            if dim % overrides.codevector_dim:
+                raise ValueError(f"{where}.quantizer.codevector_dim={overrides.codevector_dim} must divide {what}={dim}")
+        if min(overrides.shared_codebook_size, overrides.specific_codebook_size) < 1:
+            raise ValueError(f"{where}.quantizer: codebook sizes must be >= 1")
 
     # ------------------------------------------------------------------ typed views
     @property
@@ -217,6 +300,10 @@ class CodeBindConfig(PreTrainedConfig):
         modality = canonical_modality(modality)
         return bool(self.modalities[modality].get("has_specific", modality != "text"))
 
+    def path_has_specific(self, target: str, modality: str) -> bool:
+        """Whether ``modality`` has a specific part in path ``target`` (off for every modality with use_decoupling false)."""
+        return self.has_specific(modality) and bool(self.paths[canonical_modality(target)].get("use_decoupling", True))
+
     def path_modalities(self, target: str) -> list[str]:
         """The modalities a path touches: its bridges, then its target."""
         path = self.path_config(target)
@@ -230,6 +317,8 @@ __all__ = [
     "PathConfig",
     "paper_loss_weights",
     "normalize_path_config",
+    "normalize_variants",
+    "VARIANTS",
     "MODALITIES",
     "LOSS_NAMES",
 ]

@@ -19,7 +19,7 @@ from .modules.heads import LogitScale, ProjectionHead
 from .modalities import INPUT_KEYS, VIDEO_INPUT_KEY, canonical_modality
 from .adapters.paths import ModalityPathMixin
 from .adapters.state import AdapterState
-from .quantization.quantizer import CompositionalQuantizer, MultiCodebookQuantizer, QuantizerOutput
+from .quantization.quantizer import CompositionalQuantizer, QuantizerOutput, build_path_quantizers
 
 PARTS = ("shared", "specific", "concat")
 
@@ -123,14 +123,11 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 dropout=cfg.get("head_dropout", 0.0),
             )
             self.logit_scales[modality] = LogitScale(cfg.get("logit_scale", 1.0), cfg.get("logit_scale_learnable", False))
-        quantizer = config.quantizer_config
         self.quantizers = nn.ModuleDict()
         self.specific_heads = nn.ModuleDict()
         for target in config.paths:
-            with_specific = [m for m in config.path_modalities(target) if config.has_specific(m)]
-            self.quantizers[target] = MultiCodebookQuantizer(
-                with_specific, quantizer.shared_codebook_size, quantizer.specific_codebook_size, **quantizer.quantizer_kwargs()
-            )
+            with_specific = [m for m in config.path_modalities(target) if config.path_has_specific(target, m)]
+            self.quantizers[target] = build_path_quantizers(config, target)
             self.specific_heads[target] = nn.ModuleDict(
                 {m: ProjectionHead(self.towers[m].hidden_size, config.specific_dim) for m in with_specific}
             )

@@ -52,7 +52,7 @@ def add_lora(
     paths = getattr(getattr(model, "config", None), "paths", {}) or {}
     path = paths.get(modality, {})
     r = path.get("lora_rank", 4) if r is None else r
-    lora_alpha = path.get("lora_alpha", 8) if lora_alpha is None else lora_alpha
+    lora_alpha = (path.get("lora_alpha") or r) if lora_alpha is None else lora_alpha  # default scale 1 (alpha = rank)
     last_n_blocks = min(path.get("lora_last_n_blocks", 6), tower.num_blocks) if last_n_blocks is None else last_n_blocks
     if not 1 <= last_n_blocks <= tower.num_blocks:
         raise ValueError(f"last_n_blocks must lie in [1, {tower.num_blocks}] for the {modality} tower, got {last_n_blocks}")

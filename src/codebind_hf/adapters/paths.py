@@ -31,7 +31,7 @@ from torch import nn
 from ..configuration_codebind import PathConfig, normalize_path_config
 from ..modalities import canonical_modality
 from ..modules.heads import ProjectionHead
-from ..quantization.quantizer import MultiCodebookQuantizer
+from ..quantization.quantizer import build_path_quantizers
 from ..version import __version__
 from .io import ArtifactFormat, push_folder, resolve_hub_revision
 from .lora import add_lora, lora_adapter_keys, lora_keys, plain_state_keys, remove_lora
@@ -209,11 +209,8 @@ class ModalityPathMixin(AdapterStateMixin):
         except Exception:
             self.config.paths = previous
             raise
-        quantizer = self.config.quantizer_config
-        with_specific = [m for m in self.config.path_modalities(target) if self.config.has_specific(m)]
-        books = MultiCodebookQuantizer(
-            with_specific, quantizer.shared_codebook_size, quantizer.specific_codebook_size, **quantizer.quantizer_kwargs()
-        )
+        with_specific = [m for m in self.config.path_modalities(target) if self.config.path_has_specific(target, m)]
+        books = build_path_quantizers(self.config, target)
         heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_dim) for m in with_specific})
         reference = next(self.shared_heads[target].parameters())
         for module in (books, heads):

@@ -1,12 +1,16 @@
-"""CodeBind's losses as plain functions on tensors (method doc §3), plus adaptive loss balancing.
+"""CodeBind's losses as plain functions on tensors (method doc §3).
 
-Where the authors' code differs from the paper, the paper's form is the default and the code's
-form is available with ``variant="official"``:
+Where the authors' code (Visual-AI/CodeBind) computes a loss differently from the paper, the paper's form is
+the default and the code's form is available with ``variant="official"`` (docs/faithfulness.md):
 
-- orthogonality: paper ``mean_i <s_i, p_i>^2`` on pooled embeddings; official: Frobenius norm of
-  the token-by-token cross-similarity matrix ``S_b P_b^T`` per sample, averaged over the batch.
-- cross-modal code matching: paper ``P(e_k | z) = softmax_k(-||z - e_k||^2)``; official: a softmax
-  of ``sqrt(d)`` taken over the sub-vector positions (not over codes), with ``log(p + 1e-10)``.
+- orthogonality: paper ``mean_i <s_i, p_i>^2`` on pooled embeddings; official: Frobenius norm of the
+  token-by-token cross-similarity matrix ``S_b P_b^T`` per sample, averaged over the batch.
+- cross-modal code matching: paper ``P(e_k | z) = softmax_k(-||z - e_k||^2)``; official: ``softmax_k`` of the
+  cosine to each code with ``log(p + 1e-10)`` (the branch the authors' code runs: its cosines go negative).
+  Both normalise over the targets ``j`` of each bridge row ``i`` only (Eq. 6), unlike the symmetric InfoNCE.
+- codevector contrastive: paper ``d_pos / d_neg`` on squared distances; official: cross-entropy of the class 0
+  of ``softmax([mean cos of the ⌊K/10⌋ closest codes, cos of the ⌊K/2⌋ farthest codes])``, the softmax output
+  itself taken as logits, as the authors' code does.
 """
 
 from __future__ import annotations
@@ -54,25 +58,43 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, targets: torc
 
 
 def _code_log_probs(distances: torch.Tensor, variant: Variant) -> tuple[torch.Tensor, torch.Tensor]:
-    """Code distributions ``(N, m, K)`` and their logs, per ``variant``."""
+    """Code distributions ``(N, m, K)`` and their logs, per ``variant`` (distances are squared, of unit vectors)."""
+    _check_variant(variant)
     if variant == "paper":
         log_p = F.log_softmax(-distances, dim=-1)
         return log_p.exp(), log_p
-    probs = F.softmax(distances.clamp_min(0).sqrt(), dim=1)
+    probs = F.softmax(1.0 - distances / 2, dim=-1)  # cos = 1 - |a - c|^2 / 2
     return probs, torch.log(probs + 1e-10)
 
 
-def cross_modal_code_matching(dist_a: torch.Tensor, dist_b: torch.Tensor, variant: Variant = "paper") -> torch.Tensor:
-    """Cross-modal code matching (Liu et al. 2022) between paired sub-vectors.
+def _check_variant(variant: str) -> None:
+    if variant not in ("paper", "official"):
+        raise ValueError(f"variant must be 'paper' or 'official', got {variant!r}")
 
-    ``S_h(i, j) = Σ_k P(e_k|a_{i,h}) log P(e_k|b_{j,h}) + Σ_k P(e_k|b_{j,h}) log P(e_k|a_{i,h})``; the loss is the
-    InfoNCE over ``j`` (and over ``i`` for the other direction) with positives ``j = i``, averaged over
-    ``i`` and positions ``h``, both directions summed.
+
+def cross_modal_code_matching(dist_a: torch.Tensor, dist_b: torch.Tensor, variant: Variant = "paper") -> torch.Tensor:
+    """Cross-modal code matching (Liu et al. 2022; Eq. 6) between paired sub-vectors.
+
+    ``S_h(i, j) = Σ_k P(e_k|a_{i,h}) log P(e_k|b_{j,h}) + Σ_k P(e_k|b_{j,h}) log P(e_k|a_{i,h})``; the loss is
+    ``-mean_{i,h} log softmax_j S_h(i, j)[j = i]``: one direction, normalised over the rows ``j`` of ``b`` for each
+    row ``i`` of ``a`` (pass the bridge as ``a`` and the target as ``b``, as Eq. 6 and the authors' code do).
 
     Args:
-        dist_a, dist_b (`torch.Tensor` of shape `(N, m, K)`): squared distances of the paired sub-vectors
-            to the shared codebook.
+        dist_a, dist_b (`torch.Tensor` of shape `(N, m, K)`): squared distances of the paired unit sub-vectors
+            to the (unit) shared codevectors.
         variant (`str`, *optional*, defaults to `"paper"`): `"paper"` or `"official"` (see module docstring).
+
+    Example (a hand computation: two rows, one position, two codes):
+
+    ```python
+    >>> import torch
+    >>> from codebind_hf.losses import cross_modal_code_matching
+    >>> d = torch.tensor([[[0.0, 2.0]], [[2.0, 0.0]]])  # row 0 sits on code 0, row 1 on code 1
+    >>> # P = [[0.881, 0.119], [0.119, 0.881]]; S = [[-0.731, -3.777], [-3.777, -0.731]]; loss = log(1 + e^-3.046)
+    >>> round(float(cross_modal_code_matching(d, d)), 4)
+    0.0464
+
+    ```
     """
     if dist_a.ndim != 3 or dist_a.shape != dist_b.shape:
         raise ValueError(
@@ -84,9 +106,7 @@ def cross_modal_code_matching(dist_a: torch.Tensor, dist_b: torch.Tensor, varian
     scores = torch.einsum("ihk,jhk->hij", p_a, log_b) + torch.einsum("ihk,jhk->hij", log_a, p_b)
     n, m = dist_a.shape[0], dist_a.shape[1]
     labels = torch.arange(n, device=dist_a.device).repeat(m)
-    forward = F.cross_entropy(scores.reshape(m * n, n), labels)
-    backward = F.cross_entropy(scores.transpose(1, 2).reshape(m * n, n), labels)
-    return forward + backward
+    return F.cross_entropy(scores.reshape(m * n, n), labels)
 
 
 def orthogonality(shared: torch.Tensor, specific: torch.Tensor, variant: Variant = "paper") -> torch.Tensor:
@@ -96,6 +116,7 @@ def orthogonality(shared: torch.Tensor, specific: torch.Tensor, variant: Variant
         shared, specific: `(N, D)` pooled embeddings (paper: ``mean_i <s_i, p_i>^2``) or, with
             ``variant="official"``, `(N, L, D)` token embeddings (``mean_b ||S_b P_b^T||_F``).
     """
+    _check_variant(variant)
     if shared.shape != specific.shape:
         raise ValueError(f"shared and specific must have the same shape; got {tuple(shared.shape)} and {tuple(specific.shape)}")
     if variant == "paper":
@@ -126,17 +147,27 @@ def codevector_uniformity(codebook: torch.Tensor) -> torch.Tensor:
     return _log_mean_gaussian_potential(codebook)
 
 
-def codevector_contrastive(distances: torch.Tensor) -> torch.Tensor:
-    """Codevector contrastive loss from distances `(..., K)` of sub-vectors to all codes.
+def codevector_contrastive(distances: torch.Tensor, variant: Variant = "paper") -> torch.Tensor:
+    """Codevector contrastive loss from squared distances `(..., K)` of unit sub-vectors to all unit codes.
 
-    Per sub-vector: ``d_pos`` = mean distance to its ``⌊K/10⌋`` closest codes, ``d_neg`` = sum of distances
-    to its ``⌊K/2⌋`` farthest codes; the loss is ``mean(d_pos / d_neg)``.
+    ``"paper"``: per sub-vector, ``d_pos`` = mean distance to its ``⌊K/10⌋`` closest codes, ``d_neg`` = sum of
+    distances to its ``⌊K/2⌋`` farthest codes; the loss is ``mean(d_pos / d_neg)``. ``"official"``: with cosines
+    ``c = 1 - d / 2``, ``x = [mean of the ⌊K/10⌋ largest c, the ⌊K/2⌋ smallest c]`` and the loss is
+    ``mean(CE(softmax(x), 0))`` (the authors' double softmax; their ``sqrt`` branch for all-positive cosines is
+    not reproduced: the farthest half of the codes always has negative cosines).
     """
+    _check_variant(variant)
     k = distances.shape[-1]
     n_pos, n_neg = k // 10, k // 2
     if n_pos < 1:
         raise ValueError(f"codevector_contrastive needs at least 10 codes (K // 10 >= 1); got K={k}")
     flat = distances.reshape(-1, k)
+    if variant == "official":
+        cos = 1.0 - flat / 2
+        pos = cos.topk(n_pos, dim=-1, largest=True).values.mean(-1, keepdim=True)
+        neg = cos.topk(n_neg, dim=-1, largest=False).values
+        logits = F.softmax(torch.cat([pos, neg], dim=-1), dim=-1)
+        return F.cross_entropy(logits, torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device))
     d_pos = flat.topk(n_pos, dim=-1, largest=False).values.mean(-1)
     d_neg = flat.topk(n_neg, dim=-1, largest=True).values.sum(-1)
     return (d_pos / d_neg.clamp_min(1e-12)).mean()

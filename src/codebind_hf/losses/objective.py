@@ -48,11 +48,17 @@ def _mean(values: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
 
 
 def alignment_pairs(target: str, bridges: list[str]) -> list[tuple[str, str]]:
-    """Pairs aligned by InfoNCE and code matching: target with every bridge, plus image-text in the bridge."""
+    """Pairs aligned by InfoNCE: target with every bridge, plus image-text in the bridge."""
     pairs = [(target, bridge) for bridge in bridges]
     if "vision" in bridges and "text" in bridges:
         pairs.append(("vision", "text"))
     return pairs
+
+
+def code_matching_pairs(target: str, bridges: list[str]) -> list[tuple[str, str]]:
+    """The same pairs ordered as Eq. (6) and the authors' code take them: bridge first (the row ``a_i`` whose
+    code-matching scores are normalised over the other modality), then image before text."""
+    return [(b, a) if a == target else (a, b) for a, b in alignment_pairs(target, bridges)]
 
 
 def compute_path_loss(
@@ -64,15 +70,19 @@ def compute_path_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted CodeBind loss of ``path`` and the unweighted losses by name (method doc §3).
 
-    ``align``: symmetric InfoNCE of quantised shared CLS embeddings for each pair; ``cm``: cross-modal code
-    matching per pair (mean); ``vq``: commitment, summed over codebooks; ``ctr``: codevector contrastive on
-    every codebook's pooled distances (mean); ``cuni``: codevector uniformity per codebook (mean; EMA codebooks
-    are buffers, so this term is monitored but carries no gradient, as in the authors' code); ``orth`` and
-    ``uni``: over modalities with a specific part (mean); ``recon``: decoder MSE to the input patches (mean).
-    ``targets`` `(N, N)`, *optional*: graded labels of the target-bridge pairs (`info_nce`'s soft targets), used by
-    the target-bridge ``align`` terms; the image-text term inside the bridge keeps hard labels.
+    ``align``: symmetric InfoNCE of quantised shared CLS embeddings, the mean over the pairs (as the authors' code,
+    whose weights App. Table 1 reports); ``cm``: cross-modal code matching (Eq. 6, one direction), mean over the
+    pairs; ``vq``: commitment, summed over codebooks; ``ctr``: codevector contrastive on every codebook's pooled
+    distances (mean; the official variant sums, as that code does); ``cuni``: codevector uniformity per codebook
+    (mean; EMA codebooks are buffers, so it is monitored and carries no gradient, as in the authors' code);
+    ``orth`` and ``uni``: over modalities with a specific part (mean); ``recon``: decoder MSE to the input patches
+    (mean). ``variants.code_loss_gradients: official`` detaches ``cm`` and ``ctr`` from the heads. The ablations
+    drop terms: without codebooks ``vq``, ``ctr``, ``cuni`` and ``cm``; without decoupling ``orth``, ``uni`` and
+    ``recon``; without reconstruction ``recon``. ``targets`` `(N, N)`, *optional*: graded labels of the
+    target-bridge pairs (`info_nce`'s soft targets); the image-text term inside the bridge keeps hard labels.
     """
     config = model.config.path_config(path)
+    variants = config.variants
     if path not in encodings:
         raise ValueError(f"Path {path!r} needs inputs of its target modality {path!r}; got {sorted(encodings)}")
     bridges = [b for b in config.bridges if b in encodings]
@@ -83,39 +93,46 @@ def compute_path_loss(
     losses: dict[str, torch.Tensor] = {}
     losses["align"] = torch.stack(
         [info_nce(encodings[a].shared, encodings[b].shared, config.temperature, targets if a == path else None) for a, b in pairs]
-    ).sum()
-    losses["cm"] = _mean(
-        [
-            cross_modal_code_matching(
-                encodings[a].shared_q.distances, encodings[b].shared_q.distances, config.code_matching_variant
-            )
-            for a, b in pairs
-        ],
-        ref,
-    )
+    ).mean()
     used = [encodings[m] for m in (*bridges, path)]
-    losses["vq"] = torch.stack([enc.commitment for enc in used]).sum()
-    quantized = [q for enc in used for q in (enc.shared_q, enc.specific_q) if q is not None]
-    losses["ctr"] = _mean([codevector_contrastive(q.distances) for q in quantized], ref)
-    books = model.quantizers[path]
-    codebooks = [books.shared.codebook] + [books.specific[m].codebook for m in (*bridges, path) if m in books.specific]
-    losses["cuni"] = _mean([codevector_uniformity(c) for c in codebooks], ref)
+    if config.use_codebooks:
+        # The authors' code quantises detached inputs for these two terms: no gradient reaches the heads.
+        detach = variants["code_loss_gradients"] == "official"
+
+        def dist(q):
+            return q.distances.detach() if detach else q.distances
+
+        losses["cm"] = _mean(
+            [cross_modal_code_matching(dist(encodings[a].shared_q), dist(encodings[b].shared_q), variants["code_matching"])
+             for a, b in code_matching_pairs(path, bridges)],
+            ref,
+        )
+        losses["vq"] = torch.stack([enc.commitment for enc in used]).sum()
+        quantized = [q for enc in used for q in (enc.shared_q, enc.specific_q) if q is not None]
+        contrastive = [codevector_contrastive(dist(q), variants["codevector_contrastive"]) for q in quantized]
+        losses["ctr"] = torch.stack(contrastive).sum() if variants["codevector_contrastive"] == "official" else _mean(contrastive, ref)
+        books = model.quantizers[path]
+        names = {books.shared_name(m) for m in (*bridges, path)} | {f"specific.{m}" for m in (*bridges, path)}
+        codebooks = [book.unit_codebook() for name, book in sorted(books.codebooks().items()) if name in names]
+        losses["cuni"] = _mean([codevector_uniformity(c) for c in codebooks], ref)
     with_specific = [m for m in (*bridges, path) if encodings[m].specific is not None]
-    if config.orthogonality_variant == "paper":
-        orth = [orthogonality(encodings[m].shared, encodings[m].specific) for m in with_specific]
-    else:
-        orth = [_official_orthogonality(encodings[m]) for m in with_specific]
-    losses["orth"] = _mean(orth, ref)
-    losses["uni"] = _mean([uniformity(encodings[m].specific) for m in with_specific], ref)
-    recon = []
-    for m in with_specific:
-        enc = encodings[m]
-        if enc.shared_tokens is None:
-            continue
-        cls = torch.cat([enc.shared, enc.specific], dim=-1)
-        pred = model.decoder(m, torch.cat([enc.shared_tokens, enc.specific_tokens], dim=-1), cls)
-        recon.append(reconstruction(pred, model.towers[m].patchify(inputs[m]).to(pred.dtype)))
-    losses["recon"] = _mean(recon, ref)
+    if with_specific:
+        if variants["orthogonality"] == "paper":
+            orth = [orthogonality(encodings[m].shared, encodings[m].specific) for m in with_specific]
+        else:
+            orth = [_official_orthogonality(encodings[m]) for m in with_specific]
+        losses["orth"] = _mean(orth, ref)
+        losses["uni"] = _mean([uniformity(encodings[m].specific) for m in with_specific], ref)
+    if config.use_reconstruction and with_specific:
+        recon = []
+        for m in with_specific:
+            enc = encodings[m]
+            if enc.shared_tokens is None or model.decoder is None:
+                continue
+            cls = torch.cat([enc.shared, enc.specific], dim=-1)
+            pred = model.decoder(m, torch.cat([enc.shared_tokens, enc.specific_tokens], dim=-1), cls)
+            recon.append(reconstruction(pred, model.towers[m].patchify(inputs[m]).to(pred.dtype)))
+        losses["recon"] = _mean(recon, ref)
     weights = config.loss_weights
     total = sum(weights.get(name, 0.0) * value for name, value in losses.items())
     return total, losses
@@ -283,6 +300,7 @@ __all__ = [
     "PathObjective",
     "ProjectorObjective",
     "alignment_pairs",
+    "code_matching_pairs",
     "compute_path_loss",
     "grade_targets",
 ]

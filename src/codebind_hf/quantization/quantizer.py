@@ -4,6 +4,11 @@ A ``d``-dim vector is cut into ``m = d / d*`` sub-vectors of ``d*`` dims; every 
 L2-normalised and snapped to the nearest (by cosine) of ``K`` unit-norm codevectors of one
 codebook. All codebook state lives in buffers so a ``state_dict`` goes to safetensors as is.
 
+``raw_codes=True`` is the authors' quantiser (``variants.quantizer_output: official``): the codebook holds the
+EMA means ``f_k / N_k`` without re-normalisation, sub-vectors are assigned by cosine to the normalised codes, and
+the output is the raw code vector (the caller L2-normalises over the whole part). ``reinit="official"`` and
+``ema_init_counts=True`` are the authors' dead-code re-init and EMA start counts (docs/faithfulness.md).
+
 Assignment is a chunked dot-product argmax followed by a gather (on CUDA with Triton: a fused kernel
 that never writes the scores): no one-hot matrices and no ``(N, m, K)`` tensor unless distances are
 explicitly requested.
@@ -113,6 +118,11 @@ class CompositionalQuantizer(nn.Module):
         usage_decay (`float`, *optional*, defaults to 0.99): EMA decay of code usage for dead-code re-init.
         reinit_temperature (`float`, *optional*, defaults to 10.0): sharpness of ``α_k`` (CVQ-VAE's 10).
         dead_code_alpha (`float`, *optional*, defaults to 1e-3): codes with ``α_k`` at least this are re-initialised.
+        raw_codes (`bool`, *optional*, defaults to `False`): keep and output raw (not unit) code vectors.
+        reinit (`str`, *optional*, defaults to `"paper"`): ``"paper"`` moves only rarely used codes and resets their
+            EMA state; ``"official"`` blends every code toward its anchor by ``α_k`` and keeps the EMA state.
+        ema_init_counts (`bool`, *optional*, defaults to `False`): after k-means, ``N_k⁰`` = the cluster sizes and
+            ``f_k⁰ = N_k⁰ e_k`` (the authors'); otherwise ``N_k⁰ = 0`` and ``f_k⁰ = e_k`` (the paper).
 
     Example:
 
@@ -137,12 +147,17 @@ class CompositionalQuantizer(nn.Module):
         usage_decay: float = 0.99,
         reinit_temperature: float = 10.0,
         dead_code_alpha: float = 1e-3,
+        raw_codes: bool = False,
+        reinit: str = "paper",
+        ema_init_counts: bool = False,
     ):
         super().__init__()
         if codebook_size < 1 or codevector_dim < 1:
             raise ValueError(f"codebook_size and codevector_dim must be positive, got {codebook_size}, {codevector_dim}")
         if not 0.0 <= decay < 1.0 or not 0.0 <= usage_decay < 1.0:
             raise ValueError(f"decay and usage_decay must lie in [0, 1), got {decay}, {usage_decay}")
+        if reinit not in ("paper", "official"):
+            raise ValueError(f"reinit must be 'paper' or 'official', got {reinit!r}")
         self.codebook_size = codebook_size
         self.codevector_dim = codevector_dim
         self.decay = decay
@@ -151,6 +166,7 @@ class CompositionalQuantizer(nn.Module):
         self.usage_decay = usage_decay
         self.reinit_temperature = reinit_temperature
         self.dead_code_alpha = dead_code_alpha
+        self.raw_codes, self.reinit, self.ema_init_counts = raw_codes, reinit, ema_init_counts
         codebook = F.normalize(torch.randn(codebook_size, codevector_dim), dim=-1)
         self.register_buffer("codebook", codebook)
         self.register_buffer("ema_count", torch.zeros(codebook_size))
@@ -162,7 +178,13 @@ class CompositionalQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(False))
 
     def extra_repr(self) -> str:
-        return f"codebook_size={self.codebook_size}, codevector_dim={self.codevector_dim}, decay={self.decay}"
+        extra = f", raw_codes=True, reinit={self.reinit!r}" if self.raw_codes or self.reinit != "paper" else ""
+        return f"codebook_size={self.codebook_size}, codevector_dim={self.codevector_dim}, decay={self.decay}{extra}"
+
+    def unit_codebook(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The codevectors as unit vectors `(K, d*)`: what assignment and distances use (raw codes are normalised)."""
+        codebook = self.codebook if dtype is None else self.codebook.to(dtype)
+        return F.normalize(codebook, dim=-1) if self.raw_codes else codebook
 
     # ------------------------------------------------------------------ helpers
     def _sub_vectors(self, z: torch.Tensor, name: str = "z") -> torch.Tensor:
@@ -184,11 +206,14 @@ class CompositionalQuantizer(nn.Module):
     @torch.no_grad()
     def _assign(self, rows: torch.Tensor) -> torch.Tensor:
         """Nearest codevector (max cosine) of each unit row ``(R, d*)`` -> ``(R,)``; chunked."""
-        return nearest_codes(rows, self.codebook.to(rows.dtype))
+        return nearest_codes(rows, self.unit_codebook(rows.dtype))
 
     @torch.no_grad()
     def _assign_and_gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices of the nearest codevectors and the codevectors themselves `(R, d*)`."""
+        if self.raw_codes:  # assign by cosine, emit the raw vector
+            indices = nearest_codes(rows, self.unit_codebook(rows.dtype))
+            return indices, self.codebook.to(rows.dtype).index_select(0, indices)
         codebook = self.codebook.to(rows.dtype)
         if fused_nearest_code_available(rows, codebook):
             return fused_nearest_code(rows, codebook, return_vectors=True)
@@ -217,7 +242,7 @@ class CompositionalQuantizer(nn.Module):
         distances = None
         if return_distances:
             # |a - c|^2 = 2 - 2 a.c for unit vectors.
-            distances = (2.0 - 2.0 * rows @ self.codebook.to(rows.dtype).t()).clamp_min(0.0)
+            distances = (2.0 - 2.0 * rows @ self.unit_codebook(rows.dtype).t()).clamp_min(0.0)
             distances = distances.reshape(*lead, self.codebook_size)
         return QuantizerOutput(
             quantized=quantized.reshape(z.shape),
@@ -235,7 +260,8 @@ class CompositionalQuantizer(nn.Module):
     # ------------------------------------------------------------------ codebook life cycle
     @torch.no_grad()
     def kmeans_init_(self, samples: torch.Tensor, iters: int = 10) -> None:
-        """Spherical k-means on the unit sub-vectors of ``samples`` `(..., d)`; sets the codebook and EMA state.
+        """Spherical k-means on the unit sub-vectors of ``samples`` `(..., d)`; sets the codebook and EMA state
+        (``N⁰`` = 0, or the cluster sizes with ``ema_init_counts``).
 
         Under ``torch.distributed`` the seeds and the per-iteration sums and counts are shared, so
         every rank ends with the same codebook (ranks with no samples still take part).
@@ -247,6 +273,7 @@ class CompositionalQuantizer(nn.Module):
         centers = F.normalize(centers + 1e-4 * torch.randn_like(centers).div(math.sqrt(self.codevector_dim)), dim=-1)
         if _distributed():
             dist.broadcast(centers, src=0)  # the jitter above is rank-local
+        counts = torch.zeros(self.codebook_size, device=rows.device)
         for _ in range(iters):
             assignment = nearest_codes(rows, centers)
             sums = torch.zeros_like(centers).index_add_(0, assignment, rows)
@@ -256,8 +283,12 @@ class CompositionalQuantizer(nn.Module):
             # Empty clusters keep their previous centre.
             centers = torch.where(counts[:, None] > 0, F.normalize(sums, dim=-1), centers)
         self.codebook.copy_(centers)
-        self.ema_sum.copy_(centers)
-        self.ema_count.zero_()
+        if self.ema_init_counts:  # the authors': N⁰ = the last assignment's cluster sizes, f⁰ = N⁰ e
+            self.ema_count.copy_(counts)
+            self.ema_sum.copy_(centers * counts[:, None])
+        else:
+            self.ema_sum.copy_(centers)
+            self.ema_count.zero_()
         self.usage_ema.zero_()
         self.code_counts.zero_()
         self.initialized.fill_(True)
@@ -268,7 +299,7 @@ class CompositionalQuantizer(nn.Module):
 
         ``N_k <- γ N_k + (1-γ)|Z_k|``, ``f_k <- γ f_k + (1-γ) Σ_{z∈Z_k} z`` over unit sub-vectors, then
         ``e_k = f_k / Ñ_k`` with Laplace-smoothed counts ``Ñ_k = (N_k + ε) / (n + Kε) · n``, ``n = Σ N_k``,
-        and re-normalisation. Computed in fp32; counts and sums are all-reduced across processes first.
+        and re-normalisation (none with ``raw_codes``). Computed in fp32; counts and sums are all-reduced across processes first.
         """
         rows = self._sub_vectors(z.detach()).reshape(-1, self.codevector_dim).float()
         flat = indices.reshape(-1).long()
@@ -286,7 +317,8 @@ class CompositionalQuantizer(nn.Module):
         self.ema_sum.mul_(gamma).add_(sums, alpha=1 - gamma)
         total = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (total + self.codebook_size * self.eps) * total
-        self.codebook.copy_(F.normalize(self.ema_sum / smoothed.clamp_min(self.eps)[:, None], dim=-1))
+        means = self.ema_sum / smoothed.clamp_min(self.eps)[:, None]
+        self.codebook.copy_(means if self.raw_codes else F.normalize(means, dim=-1))
         assigned = counts.sum()
         if assigned > 0:
             self.usage_ema.mul_(self.usage_decay).add_(counts / assigned, alpha=1 - self.usage_decay)
@@ -300,7 +332,8 @@ class CompositionalQuantizer(nn.Module):
         with anchors ``a_k`` sampled from the unit sub-vectors of ``samples`` (of all processes).
         Only rarely used codes move (``α_k >= dead_code_alpha``, i.e. ``p_k K`` below about
         ``0.007 / τ · 10``); they get their EMA state reset (count 0, sum = new code). Well-used codes are
-        untouched. Returns the boolean mask of moved codes.
+        untouched. With ``reinit="official"`` every code moves by its ``α_k`` (tiny for well-used codes) and the EMA
+        state is kept, so the next EMA update recomputes every code from it. Returns the boolean mask of moved codes.
         """
         rows = self._sub_vectors(samples.detach(), "samples").reshape(-1, self.codevector_dim).float()
         anchors = _sample_rows_synced(rows, self.codebook_size)
@@ -308,8 +341,12 @@ class CompositionalQuantizer(nn.Module):
             return torch.zeros(self.codebook_size, dtype=torch.bool, device=self.codebook.device)
         scaled = self.usage_ema * self.codebook_size * self.reinit_temperature / (1 - self.usage_decay)
         alpha = torch.exp(-scaled - 1e-3)
+        blended = (1 - alpha)[:, None] * self.codebook + alpha[:, None] * anchors
+        new_codes = blended if self.raw_codes else F.normalize(blended, dim=-1)
+        if self.reinit == "official":
+            self.codebook.copy_(new_codes)
+            return torch.ones(self.codebook_size, dtype=torch.bool, device=self.codebook.device)
         moved = alpha >= self.dead_code_alpha
-        new_codes = F.normalize((1 - alpha)[:, None] * self.codebook + alpha[:, None] * anchors, dim=-1)
         self.codebook.copy_(torch.where(moved[:, None], new_codes, self.codebook))
         self.ema_sum.copy_(torch.where(moved[:, None], self.codebook, self.ema_sum))
         self.ema_count.masked_fill_(moved, 0.0)
@@ -346,13 +383,41 @@ class MultiCodebookQuantizer(nn.Module):
         modalities (`list[str]`): modalities with a specific codebook.
         shared_codebook_size (`int`, *optional*, defaults to 1024)
         specific_codebook_size (`int`, *optional*, defaults to 256)
+        shared_per_modality (`list[str]`, *optional*): the ablation of Table 7: a separate "shared" codebook for each
+            of these modalities (``shared.<modality>``) instead of one for the path.
+        enabled (`bool`, *optional*, defaults to `True`): `False` is the no-codebook ablation: no codebook at all.
         **kwargs: forwarded to every [`CompositionalQuantizer`].
     """
 
-    def __init__(self, modalities: list[str], shared_codebook_size: int = 1024, specific_codebook_size: int = 256, **kwargs):
+    def __init__(self, modalities: list[str], shared_codebook_size: int = 1024, specific_codebook_size: int = 256,
+                 shared_per_modality: list[str] | None = None, enabled: bool = True, **kwargs):
         super().__init__()
-        self.shared = CompositionalQuantizer(shared_codebook_size, **kwargs)
+        self.enabled = enabled
+        if not enabled:
+            self.shared, self.specific = None, nn.ModuleDict()
+            return
+        if shared_per_modality:
+            self.shared = nn.ModuleDict({m: CompositionalQuantizer(shared_codebook_size, **kwargs) for m in shared_per_modality})
+        else:
+            self.shared = CompositionalQuantizer(shared_codebook_size, **kwargs)
         self.specific = nn.ModuleDict({m: CompositionalQuantizer(specific_codebook_size, **kwargs) for m in modalities})
+
+    @property
+    def per_modality_shared(self) -> bool:
+        return isinstance(self.shared, nn.ModuleDict)
+
+    def shared_name(self, modality: str) -> str:
+        """Name of the codebook quantising the shared part of ``modality`` (``"shared"`` or ``"shared.<m>"``)."""
+        return f"shared.{modality}" if self.per_modality_shared else "shared"
+
+    def shared_for(self, modality: str) -> CompositionalQuantizer:
+        if not self.enabled:
+            raise KeyError("This path has no codebooks (use_codebooks: false)")
+        if not self.per_modality_shared:
+            return self.shared
+        if modality not in self.shared:
+            raise KeyError(f"No shared codebook for modality {modality!r} in this path; it has {sorted(self.shared)}")
+        return self.shared[modality]
 
     def specific_for(self, modality: str) -> CompositionalQuantizer:
         if modality not in self.specific:
@@ -362,10 +427,32 @@ class MultiCodebookQuantizer(nn.Module):
         return self.specific[modality]
 
     def codebooks(self) -> dict[str, CompositionalQuantizer]:
-        """All codebooks by name (``"shared"``, ``"specific.<modality>"``), for monitoring."""
-        books = {"shared": self.shared}
+        """All codebooks by name (``"shared"`` or ``"shared.<modality>"``, ``"specific.<modality>"``), for monitoring."""
+        if not self.enabled:
+            return {}
+        books = {f"shared.{m}": q for m, q in self.shared.items()} if self.per_modality_shared else {"shared": self.shared}
         books.update({f"specific.{m}": q for m, q in self.specific.items()})
         return books
 
 
-__all__ = ["QuantizerOutput", "CompositionalQuantizer", "MultiCodebookQuantizer", "nearest_codes"]
+def build_path_quantizers(config, target: str) -> MultiCodebookQuantizer:
+    """The codebooks of path ``target`` of a `CodeBindConfig` (freshly initialised).
+
+    Sizes and ``codevector_dim`` are the model's ``quantizer`` settings updated with the path's ``quantizer``
+    overrides; the path's ablation switches (``use_codebooks``, ``use_decoupling``, ``shared_codebook``) decide which
+    codebooks exist, and its variants (``quantizer_output``, ``dead_codes``, ``ema_init``) how they behave.
+    """
+    path = config.paths[target]
+    settings = {**config.quantizer, **(path.get("quantizer") or {})}
+    variants = path.get("variants") or {}
+    kwargs = {k: v for k, v in settings.items() if k not in ("shared_codebook_size", "specific_codebook_size")}
+    kwargs.update(raw_codes=variants.get("quantizer_output") == "official", reinit=variants.get("dead_codes", "paper"),
+                  ema_init_counts=variants.get("ema_init") == "official")
+    modalities = config.path_modalities(target)
+    with_specific = [m for m in modalities if config.path_has_specific(target, m)]
+    per_modality = modalities if path.get("shared_codebook", "path") == "modality" else None
+    return MultiCodebookQuantizer(with_specific, settings["shared_codebook_size"], settings["specific_codebook_size"],
+                                  shared_per_modality=per_modality, enabled=path.get("use_codebooks", True), **kwargs)
+
+
+__all__ = ["QuantizerOutput", "CompositionalQuantizer", "MultiCodebookQuantizer", "build_path_quantizers", "nearest_codes"]
