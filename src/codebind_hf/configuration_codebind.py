@@ -87,7 +87,7 @@ class PathConfig:
 
     ``variants`` maps each name of ``VARIANTS`` to ``"paper"`` (default) or ``"official"`` (a bare string sets all);
     the ``use_*`` switches and ``shared_codebook`` are the ablations of the paper (Tables 6-7): no codebooks, no
-    specific part, no reconstruction, one "shared" codebook per modality. ``quantizer`` overrides the model's
+    specific part (which also turns reconstruction off), no reconstruction, one "shared" codebook per modality. ``quantizer`` overrides the model's
     `QuantizerConfig` for this path's codebooks (sizes; ``codevector_dim`` equal to the widths is standard VQ).
     ``lora_alpha`` ``None`` means the rank (LoRA scale 1, as the authors' LoRA).
     """
@@ -171,6 +171,8 @@ def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
     path_config.variants = normalize_variants(path_config.variants, f"paths[{target!r}].variants")
     if path_config.lora_alpha is None:
         path_config.lora_alpha = path_config.lora_rank
+    if not path_config.use_decoupling:  # the decoder reads shared ⊕ specific tokens: nothing to reconstruct from
+        path_config.use_reconstruction = False
     return asdict(path_config)
 
 
@@ -270,9 +272,6 @@ class CodeBindConfig(PreTrainedConfig):
         where = f"paths[{target!r}]"
         if path["shared_codebook"] not in SHARED_CODEBOOK_MODES:
             raise ValueError(f"{where}.shared_codebook must be one of {SHARED_CODEBOOK_MODES}, got {path['shared_codebook']!r}")
-        if path["use_reconstruction"] and not path["use_decoupling"]:
-            raise ValueError(f"{where}: use_reconstruction needs use_decoupling (the decoder reads shared ⊕ specific tokens); "
-                             "set use_reconstruction: false for the no-decoupling ablation")
         overrides = _dataclass_from(QuantizerConfig, {**asdict(quantizer), **(path["quantizer"] or {})}, f"{where}.quantizer")
         for what, dim in (("embed_dim", self.embed_dim), ("specific_dim", self.specific_dim)):
             if dim % overrides.codevector_dim:

@@ -271,7 +271,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             encoding.specific_tokens = F.normalize(specific_tok.quantized, dim=-1)
             commitment += [shared_tok.commitment_loss, specific_tok.commitment_loss]
             for name, z, q in (("shared", shared_z, shared_tok), (f"specific.{modality}", specific_z, specific_tok)):
-                records.append(CodebookRecord(name, modality, z.detach().flatten(0, 1), q.indices.flatten(0, 1)))
+                records.append(CodebookRecord(name, modality, z.detach().flatten(0, 1), q.indices.flatten(0, 1), tokens=True))
         encoding.commitment = torch.stack(commitment).sum()
         return encoding, records
 

@@ -35,12 +35,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class CodebookRecord(NamedTuple):
-    """Inputs of one codebook in one forward: head outputs ``z`` `(N, d)` (detached) and ``indices`` `(N, d // d*)`."""
+    """Inputs of one codebook in one forward: head outputs ``z`` `(N, d)` (detached) and ``indices`` `(N, d // d*)`;
+    ``tokens`` marks patch-token rows (else pooled: CLS / EOS)."""
 
-    book: str  # "shared" or "specific.<modality>"
+    book: str  # "shared", "shared.<modality>" or "specific.<modality>"
     modality: str
     z: torch.Tensor
     indices: torch.Tensor
+    tokens: bool = False
 
 
 def _mean(values: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

@@ -33,15 +33,18 @@ class CodebookLifecycle:
         self.update_ema, self.reinit_dead_codes = update_ema, reinit_dead_codes
         bridges = model.config.path_config(path).bridges
         shared_source = "text" if "text" in bridges else bridges[0]
+        # "shared" and "specific.<m>" / "shared.<m>" (a shared codebook per modality: initialised on that modality)
         self.init_sources = {name: (shared_source if name == "shared" else name.split(".", 1)[1]) for name in self.books}
-        self.widths = {name: (model.config.embed_dim if name == "shared" else model.config.specific_dim) for name in self.books}
+        self.widths = {name: (model.config.embed_dim if name.startswith("shared") else model.config.specific_dim)
+                       for name in self.books}
 
     def is_initialized(self) -> bool:
         return all(bool(book.initialized) for book in self.books.values())
 
-    def _gather(self, records: list[CodebookRecord], name: str, modality: str | None = None):
+    def _gather(self, records: list[CodebookRecord], name: str, modality: str | None = None, pooled_only: bool = False):
         """Concatenated ``(z, indices)`` of one codebook (float32), empty `(0, d)` when nothing was recorded."""
-        picked = [r for r in records if r.book == name and (modality is None or r.modality == modality)]
+        picked = [r for r in records if r.book == name and (modality is None or r.modality == modality)
+                  and not (pooled_only and r.tokens)]
         device = self.books[name].codebook.device
         if not picked:
             width = self.widths[name]
@@ -52,10 +55,11 @@ class CodebookLifecycle:
         return z.to(device), indices.to(device)
 
     @torch.no_grad()
-    def kmeans_init_(self, records: list[CodebookRecord], iters: int = 10) -> None:
-        """Initialise every codebook by spherical k-means on its init source's head outputs (all processes)."""
+    def kmeans_init_(self, records: list[CodebookRecord], iters: int = 10, pooled_only: bool = False) -> None:
+        """Initialise every codebook by spherical k-means on its init source's head outputs (all processes);
+        ``pooled_only``: on the CLS / EOS outputs alone (``variants.kmeans_data: official``)."""
         for name, book in self.books.items():
-            z, _ = self._gather(records, name, self.init_sources[name])
+            z, _ = self._gather(records, name, self.init_sources[name], pooled_only)
             book.kmeans_init_(z, iters=iters)
 
     @torch.no_grad()
@@ -89,7 +93,7 @@ class NoCodebooks:
     def is_initialized(self) -> bool:
         return True
 
-    def kmeans_init_(self, records: list[CodebookRecord], iters: int = 10) -> None:
+    def kmeans_init_(self, records: list[CodebookRecord], iters: int = 10, pooled_only: bool = False) -> None:
         return None
 
     def step_(self, records: list[CodebookRecord]) -> dict[str, int]:

@@ -60,13 +60,21 @@ class PathArguments:
     temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature"})
     loss_weights: dict = field(default_factory=dict, metadata={"help": "overrides of the paper's weights for this target"})
     adaptive_weights: bool = field(default=False, metadata={"help": "balance the weights from loss magnitudes (App. B.2)"})
-    orthogonality_variant: str = field(default="paper", metadata={"help": "paper | official"})
-    code_matching_variant: str = field(default="paper", metadata={"help": "paper | official"})
+    variants: Any = field(default_factory=dict, metadata={
+        "help": "switch -> paper | official for each place the authors' code departs from the paper (docs/faithfulness.md); "
+                "a bare 'official' sets all"})
+    use_codebooks: bool = field(default=True, metadata={"help": "ablation: false trains without codebooks (no vq/ctr/cuni/cm)"})
+    use_decoupling: bool = field(default=True, metadata={
+        "help": "ablation: false trains without specific heads (no orth/uni, and no reconstruction)"})
+    shared_codebook: str = field(default="path", metadata={"help": "path | modality (Table 7: a 'shared' codebook per modality)"})
+    quantizer: dict = field(default_factory=dict, metadata={
+        "help": "this path's codebook sizes / codevector_dim (QuantizerConfig keys); codevector_dim = embed_dim is standard VQ"})
     lora_rank: int = 4
-    lora_alpha: int = field(default=4, metadata={"help": "peft scale is alpha / rank; the official LoRA has scale 1"})
+    lora_alpha: int | None = field(default=None, metadata={"help": "peft scale is alpha / rank; null = the rank (scale 1, as the official LoRA)"})
     lora_last_n_blocks: int = 6
     lora_dropout: float = 0.0
-    reconstruction: bool = field(default=True, metadata={"help": "build a reconstruction decoder if the model has none"})
+    reconstruction: bool = field(default=True, metadata={
+        "help": "the reconstruction term (ablation: false); builds the decoder if the model has none"})
     decoder: dict = field(default_factory=dict, metadata={"help": "DecoderConfig overrides used when building the decoder"})
     init_path: str | None = field(default=None, metadata={"help": "start from this path artifact (dir or hub id)"})
     init_trained_state: str | None = field(
@@ -78,9 +86,9 @@ class PathArguments:
 
     def path_config(self) -> dict:
         """The `PathConfig` keys of this section."""
-        keys = ("bridges", "temperature", "loss_weights", "adaptive_weights", "orthogonality_variant",
-                "code_matching_variant", "mode", "lora_rank", "lora_alpha", "lora_last_n_blocks")
-        return {k: getattr(self, k) for k in keys}
+        keys = ("bridges", "temperature", "loss_weights", "adaptive_weights", "variants", "use_codebooks", "use_decoupling",
+                "shared_codebook", "quantizer", "mode", "lora_rank", "lora_alpha", "lora_last_n_blocks")
+        return {**{k: getattr(self, k) for k in keys}, "use_reconstruction": self.reconstruction}
 
 
 @dataclass

@@ -40,9 +40,12 @@ DEFAULT_COLUMNS = {
     "label": ("label", "labels"),
     "sampling_rate": ("sampling_rate",),
 }
-# Prompt templates for class labels ("{}" is the class name).
+# Prompt templates for class labels ("{}" is the class name); the collator draws one per row and epoch. Any
+# template list of the benchmark data (codebind_hf/data/benchmarks/templates.json) is also a valid name:
+# "openai_imagenet" is CLIP's 80 prompts, which the authors' datasets draw from at random for every class-label path.
 TEMPLATE_SETS = {
     "plain": ("{}",),
+    "an_image_of": ("an image of {}.",),  # the authors' EEG and Touch-and-Go training text (datasets/eeg.py, tag.py)
     "photo": (
         "a photo of a {}.",
         "a photo of the {}.",
@@ -78,11 +81,16 @@ class ColumnMap:
 
 
 def prompt_templates(spec) -> tuple[str, ...]:
-    """A named template set or a list of ``"{}"`` templates."""
+    """A named template set (``TEMPLATE_SETS`` or a benchmark template list) or a list of ``"{}"`` templates."""
     if isinstance(spec, str):
-        if spec not in TEMPLATE_SETS:
-            raise ValueError(f"Unknown prompt template set {spec!r}; expected one of {sorted(TEMPLATE_SETS)} or a list")
-        return TEMPLATE_SETS[spec]
+        from ..evaluation.zero_shot import list_templates, load_templates
+
+        if spec in TEMPLATE_SETS:
+            return TEMPLATE_SETS[spec]
+        if spec in list_templates():
+            return tuple(load_templates(spec))
+        known = sorted(set(TEMPLATE_SETS) | set(list_templates()))
+        raise ValueError(f"Unknown prompt template set {spec!r}; expected one of {known} or a list")
     templates = tuple(spec or ())
     if not templates or not all(isinstance(t, str) and "{}" in t for t in templates):
         raise ValueError(f"data.prompt_templates must be a set name or a list of strings containing '{{}}', got {spec!r}")

@@ -14,6 +14,8 @@ from ..modeling_codebind import CodeBindModel
 
 from .config import ModelArguments, PathArguments, TrainingArguments
 
+# Path settings that decide which modules a path has: a change rebuilds the path.
+STRUCTURE_KEYS = ("bridges", "use_codebooks", "use_decoupling", "shared_codebook", "quantizer")
 # Parameters the official code trains with ``lr_new``: the modules CodeBind adds to ImageBind.
 NEW_MODULE_PREFIXES = ("specific_heads.", "decoder.")
 
@@ -29,8 +31,9 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
     """Make the model carry the path ``args.target`` with this run's settings; returns the target.
 
     Loads ``init_path`` first if given; a path already in the model keeps its codebooks and heads when its
-    bridges match (its settings are replaced), and is rebuilt otherwise. Builds the reconstruction decoder when
-    reconstruction is on and the model has none (converted ImageBind models have none); drops it when off.
+    bridges and module structure (``STRUCTURE_KEYS``: the ablation switches, codebook sizes) match (its settings are
+    replaced, the quantiser variants applied to its codebooks), and is rebuilt otherwise. Builds the reconstruction
+    decoder when reconstruction is on and the model has none (converted ImageBind models have none); drops it when off.
     """
     target = canonical_modality(args.target)
     if target not in model.towers:
@@ -38,7 +41,7 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
     if args.init_path:
         model.load_path(args.init_path, replace=True)  # start from the artifact even if the base carries this path
     settings = normalize_path_config(target, args.path_config())
-    if target in model.quantizers and model.config.paths[target]["bridges"] != settings["bridges"]:
+    if target in model.quantizers and any(model.config.paths[target].get(k) != settings[k] for k in STRUCTURE_KEYS):
         model.remove_path(target)
     if target not in model.quantizers:
         model.add_path(target, settings)
@@ -52,7 +55,8 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
             paths[target] = previous
             model.config.paths = paths
             raise
-    wants_decoder = args.reconstruction and settings["loss_weights"].get("recon", 0.0) > 0
+        apply_quantizer_variants(model, target)
+    wants_decoder = settings["use_reconstruction"] and settings["loss_weights"].get("recon", 0.0) > 0
     if wants_decoder and model.decoder is None:
         model.config.decoder = {**model.config.decoder, **args.decoder, "enabled": True}
         model.decoder = model._build_decoder()
@@ -62,6 +66,16 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
         model.decoder = None
         model.config.decoder = {**model.config.decoder, "enabled": False}
     return target
+
+
+def apply_quantizer_variants(model: CodeBindModel, target: str) -> None:
+    """Set the quantiser switches of the path's settings (``quantizer_output``, ``dead_codes``, ``ema_init``) on its
+    existing codebooks (they change how codes are emitted and updated, not what is stored)."""
+    variants = model.config.paths[target]["variants"]
+    for book in model.quantizers[target].codebooks().values():
+        book.raw_codes = variants["quantizer_output"] == "official"
+        book.reinit = variants["dead_codes"]
+        book.ema_init_counts = variants["ema_init"] == "official"
 
 
 def prepare_projector(model: CodeBindModel, args: PathArguments) -> str:
@@ -155,6 +169,8 @@ def build_optimizer(model: CodeBindModel, args: TrainingArguments, total_steps: 
 
 __all__ = [
     "NEW_MODULE_PREFIXES",
+    "STRUCTURE_KEYS",
+    "apply_quantizer_variants",
     "build_model",
     "prepare_path",
     "prepare_projector",

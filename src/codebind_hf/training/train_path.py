@@ -27,7 +27,7 @@ import torch
 
 from ..adapters.lora import merge_lora
 from ..adapters.projector import save_projector
-from ..losses import AdaptiveLossBalancer
+from ..losses import build_balancer
 from ..losses.objective import PathObjective, ProjectorObjective
 from ..modalities import canonical_modality
 
@@ -225,7 +225,8 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     register_hooks(accelerator, lambda: model, target)
     balancer = None
     if not projector and model.config.paths[target]["adaptive_weights"]:
-        balancer = AdaptiveLossBalancer(list(BALANCED_LOSSES), max_steps=max_steps * t.gradient_accumulation_steps)
+        balancer = build_balancer(model.config.paths[target]["variants"]["balancer"], list(BALANCED_LOSSES),
+                                  max_steps=max_steps * t.gradient_accumulation_steps)
     if accelerator.is_main_process:
         atomic_write_json(output_dir / "train_config.json", config.to_dict())
         if t.report_to != "none":
@@ -246,7 +247,8 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     # 7. Codebook k-means init -------------------------------------------------------------------------------
     mode = config.codebooks.kmeans_init
     if not projector and state["global_step"] == 0 and (mode == "always" or (mode == "auto" and not lifecycle.is_initialized())):
-        _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, config)
+        _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, config,
+                     official=model.config.paths[target]["variants"]["kmeans_data"] == "official")
     elif not lifecycle.is_initialized() and mode == "never":
         logger.warning("codebooks are not k-means initialised (codebooks.kmeans_init=never)")
 
@@ -442,9 +444,11 @@ def _build_evaluator(dataset_dict, d, columns, spec, names, templates, processor
                              d.skip_bad_rows, quantize)
 
 
-def _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, config) -> None:
-    """Record head outputs of the first batches of epoch 0 and run k-means on them (all processes)."""
+def _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, config, official: bool = False) -> None:
+    """Record head outputs of the first batches of epoch 0 and run k-means on them (all processes). ``official``
+    (``variants.kmeans_data``): the first batch only and its CLS / EOS outputs only, as the authors' first forward."""
     t = config.training
+    batches = 1 if official else config.codebooks.kmeans_init_batches
     sampler.set_epoch(0)
     collator.epoch = 0
     records = []
@@ -452,12 +456,12 @@ def _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, c
     torch.manual_seed(_step_seed(t.seed, -1, 0, accelerator.process_index))
     with torch.no_grad():
         for k, batch in enumerate(loader):
-            if k >= config.codebooks.kmeans_init_batches:
+            if k >= batches:
                 break
             if len(batch["rows"]) >= 2:
                 with accelerator.autocast():
                     records += objective(**_to_device(batch, accelerator.device))["records"]
-    lifecycle.kmeans_init_(records, iters=config.codebooks.kmeans_iters)
+    lifecycle.kmeans_init_(records, iters=config.codebooks.kmeans_iters, pooled_only=official)
     objective.train()
 
 
