@@ -57,10 +57,16 @@ def test_get_features_parts_and_unquantised(model):
     assert torch.allclose(model.get_features("image", batch), model.get_features("vision", batch["pixel_values"]))
 
 
-def test_clips_are_averaged(model):
+def test_clips_are_averaged_before_the_codebooks(model):
     clips = torch.randn(2, 3, 1, 16, 16)
-    per_clip = model.get_features("depth", clips.flatten(0, 1)).reshape(2, 3, -1)
-    assert torch.allclose(model.get_features("depth", clips), F.normalize(per_clip.mean(1), dim=-1), atol=1e-6)
+    heads = model.get_features("depth", clips.flatten(0, 1), quantize=False).reshape(2, 3, -1)  # unit head outputs
+    mean = heads.mean(1)
+    assert torch.allclose(model.get_features("depth", clips, quantize=False), F.normalize(mean, dim=-1), atol=1e-6)
+    # The authors' order: average the head outputs, then quantise, so a clip input's embedding is a code.
+    book = model.quantizers["depth"].shared
+    expected = F.normalize(book.codes_to_vectors(book(mean).indices), dim=-1)
+    assert torch.allclose(model.get_features("depth", clips), expected, atol=1e-6)
+    assert torch.equal(model(depth_values=clips).codes["depth"], book(mean).indices)
 
 
 def test_path_loss_is_weighted_sum_and_trains(model):

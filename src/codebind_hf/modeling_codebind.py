@@ -45,6 +45,37 @@ class CodeBindOutput(ModelOutput):
     codes: dict | None = None
 
 
+def average_clips(shared: torch.Tensor, specific: torch.Tensor | None, clips: int, joint: bool = False):
+    """Mean head outputs over each sample's ``clips`` consecutive rows `(batch * clips, d)` -> `(batch, d)`: what the
+    codebooks then quantise (the authors' order: average, then quantise, so the result is a code).
+
+    Each clip is L2-normalised first, per part, or (``joint``, the authors' quantiser) over ``[shared | specific]``
+    together; the means are not re-normalised (the quantiser normalises every sub-vector itself).
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from codebind_hf.modeling_codebind import average_clips
+    >>> shared, _ = average_clips(torch.tensor([[3.0, 0.0], [0.0, 1.0]]), None, clips=2)
+    >>> shared.tolist()
+    [[0.5, 0.5]]
+
+    ```
+    """
+    if joint and specific is not None:
+        norm = torch.cat([shared, specific], dim=-1).norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        shared, specific = shared / norm, specific / norm
+    else:
+        shared = F.normalize(shared, dim=-1)
+        specific = None if specific is None else F.normalize(specific, dim=-1)
+
+    def mean(x):
+        return x.reshape(-1, clips, x.shape[-1]).mean(1)
+
+    return mean(shared), None if specific is None else mean(specific)
+
+
 @dataclass
 class ModalityEncoding:
     """Everything the losses need about one modality of a batch ([`CodeBindModel.encode_tower_outputs`])."""
@@ -225,6 +256,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         with_specific: bool | None = None,
         quantize: bool = True,
         return_distances: bool = False,
+        clips: int = 1,
     ) -> tuple[ModalityEncoding, list[CodebookRecord]]:
         """Heads -> codebooks of ``path`` for tower outputs (see [`~CodeBindModel.tower_outputs`]).
 
@@ -232,31 +264,46 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             modality (`str`): the modality the outputs come from.
             path (`str`, *optional*): whose specific head and codebooks to use; may be `None` only when neither
                 quantising nor using the specific part.
-            pooled (`torch.Tensor` of shape `(batch, hidden)`): pooled tower outputs.
+            pooled (`torch.Tensor` of shape `(batch * clips, hidden)`): pooled tower outputs.
             patch_tokens (`torch.Tensor` of shape `(batch, patches, hidden)`, *optional*): tokens to quantise for
-                reconstruction (needs ``quantize`` and the specific part).
-            with_specific (`bool`, *optional*): use the specific head (default: whether ``modality`` has one).
-            quantize (`bool`, *optional*, defaults to `True`): `False` gives the normalised head outputs only.
+                reconstruction (needs the specific part; unquantised without codebooks).
+            with_specific (`bool`, *optional*): use the specific head (default: whether ``modality`` has one in ``path``).
+            quantize (`bool`, *optional*, defaults to `True`): `False` gives the normalised head outputs only; so does
+                a path without codebooks (``use_codebooks: false``).
             return_distances (`bool`, *optional*, defaults to `False`): keep the pooled quantisations' code
                 distances (the path loss needs them).
+            clips (`int`, *optional*, defaults to 1): rows per sample; their head outputs are averaged before the
+                codebooks (`average_clips`), so a clip input's embedding is a code, as in the authors' code.
 
         Returns:
             `tuple`: the [`ModalityEncoding`] and one `CodebookRecord` per quantisation (detached head outputs and
-            their codes, for the trainer's codebook life cycle; empty without ``quantize``).
+            their codes, for the trainer's codebook life cycle; empty without codebooks).
         """
         if with_specific is None:
-            with_specific = self.config.has_specific(modality)
-        if patch_tokens is not None and not (quantize and with_specific):
-            raise ValueError(f"{modality}: patch tokens are quantised for reconstruction, which needs quantize and a specific part")
+            with_specific = self.config.path_has_specific(path, modality) if path is not None else self.config.has_specific(modality)
+        if patch_tokens is not None and not with_specific:
+            raise ValueError(f"{modality}: patch tokens are quantised for reconstruction, which needs a specific part")
+        books = self.quantizers[path] if path is not None else None
+        official = path is not None and self.config.paths[path]["variants"]["quantizer_output"] == "official"
+        # The authors normalise [shared | specific] jointly per clip: their clip weights need the specific part too.
+        joint = official and clips > 1 and self.config.path_has_specific(path, modality)
         shared = self.shared_heads[modality](pooled)
-        specific = self.specific_heads[path][modality](pooled) if with_specific else None
-        if not quantize:
-            return ModalityEncoding(F.normalize(shared, dim=-1), None if specific is None else F.normalize(specific, dim=-1)), []
-        books = self.quantizers[path]
-        shared_q = books.shared(shared, return_distances=return_distances)
+        specific = self.specific_heads[path][modality](pooled) if (with_specific or joint) else None
+        if clips > 1:
+            shared, specific = average_clips(shared, specific, clips, joint)
+        specific = specific if with_specific else None
+        if not quantize or books is None or not books.enabled:  # no codebooks (or the no-codebook ablation)
+            encoding = ModalityEncoding(F.normalize(shared, dim=-1), None if specific is None else F.normalize(specific, dim=-1))
+            if patch_tokens is not None:  # reconstruction from the unquantised tokens
+                encoding.shared_tokens = F.normalize(self.shared_heads[modality](patch_tokens), dim=-1)
+                encoding.specific_tokens = F.normalize(self.specific_heads[path][modality](patch_tokens), dim=-1)
+            encoding.commitment = shared.new_zeros(())
+            return encoding, []
+        shared_name, shared_book = books.shared_name(modality), books.shared_for(modality)
+        shared_q = shared_book(shared, return_distances=return_distances)
         encoding = ModalityEncoding(F.normalize(shared_q.quantized, dim=-1), None, shared_q=shared_q)
         commitment = [shared_q.commitment_loss]
-        records = [CodebookRecord("shared", modality, shared.detach(), shared_q.indices)]
+        records = [CodebookRecord(shared_name, modality, shared.detach(), shared_q.indices)]
         if specific is not None:
             specific_q = books.specific_for(modality)(specific, return_distances=return_distances)
             encoding.specific, encoding.specific_q = F.normalize(specific_q.quantized, dim=-1), specific_q
@@ -265,12 +312,12 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         if patch_tokens is not None:
             shared_z = self.shared_heads[modality](patch_tokens)
             specific_z = self.specific_heads[path][modality](patch_tokens)
-            shared_tok = books.shared(shared_z)
+            shared_tok = shared_book(shared_z)
             specific_tok = books.specific_for(modality)(specific_z)
             encoding.shared_tokens = F.normalize(shared_tok.quantized, dim=-1)
             encoding.specific_tokens = F.normalize(specific_tok.quantized, dim=-1)
             commitment += [shared_tok.commitment_loss, specific_tok.commitment_loss]
-            for name, z, q in (("shared", shared_z, shared_tok), (f"specific.{modality}", specific_z, specific_tok)):
+            for name, z, q in ((shared_name, shared_z, shared_tok), (f"specific.{modality}", specific_z, specific_tok)):
                 records.append(CodebookRecord(name, modality, z.detach().flatten(0, 1), q.indices.flatten(0, 1), tokens=True))
         encoding.commitment = torch.stack(commitment).sum()
         return encoding, records
@@ -286,19 +333,15 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         with_tokens: bool = False,
         return_distances: bool = False,
     ) -> ModalityEncoding:
-        """Checked inputs of one modality -> encoding; a clips axis is folded into the batch (`_average_clips`)."""
+        """Checked inputs of one modality -> encoding; a clips axis is folded into the batch, the head outputs
+        averaged over it before the codebooks (`encode_tower_outputs`)."""
+        clips = 1
         if self.towers[modality].split_clips(inputs):
-            inputs = inputs.flatten(0, 1)
+            clips, inputs = inputs.shape[1], inputs.flatten(0, 1)
         pooled, patch_tokens = self.tower_outputs(modality, inputs, attention_mask, with_tokens)
-        encoding, _ = self.encode_tower_outputs(modality, path, pooled, patch_tokens, with_specific, quantize, return_distances)
+        encoding, _ = self.encode_tower_outputs(modality, path, pooled, patch_tokens, with_specific, quantize, return_distances,
+                                                clips=clips)
         return encoding
-
-    @staticmethod
-    def _average_clips(x: torch.Tensor, batch: int) -> torch.Tensor:
-        """Unit mean over each sample's clip embeddings `(batch * clips, d)` -> `(batch, d)`; `(batch, d)` passes."""
-        if x.shape[0] == batch:
-            return x
-        return F.normalize(x.reshape(batch, -1, x.shape[-1]).mean(1), dim=-1)
 
     def get_features(
         self,
@@ -343,6 +386,8 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         if need_specific and not self.config.has_specific(modality):
             raise ValueError(f"Modality {modality!r} has no specific part; use part='shared'")
         path = self.resolve_path(modality, path) if (need_specific or quantize) else None
+        if need_specific and not self.config.path_has_specific(path, modality):
+            raise ValueError(f"Path {path!r} has no specific part (use_decoupling: false); use part='shared'")
         encoding = self._encode(modality, inputs, attention_mask, path, quantize, need_specific)
         if part == "shared":
             out = encoding.shared
@@ -350,7 +395,6 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             out = encoding.specific
         else:
             out = F.normalize(torch.cat([encoding.shared, encoding.specific], dim=-1), dim=-1)
-        out = self._average_clips(out, inputs.shape[0])
         if bonds:
             out = apply_bonds(self, modality, out, bonds, expert_features=expert_features, inputs=given, part=part)
         return out
@@ -394,22 +438,21 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 raise ValueError(f"{modality}: training inputs must not have a clips axis; got shape {tuple(tensor.shape)}")
             mask = attention_mask if modality == "text" else None
             use_path = path if return_loss else self._default_path(modality)
-            with_specific = use_path is not None and self.config.has_specific(modality)
-            with_tokens = return_loss and with_specific and self.decoder is not None and modality in self.decoder.heads
+            with_specific = use_path is not None and self.config.path_has_specific(use_path, modality)
+            with_tokens = (return_loss and with_specific and self.decoder is not None and modality in self.decoder.heads
+                           and self.config.paths[use_path]["use_reconstruction"])
             encodings[modality] = self._encode(
                 modality, tensor, mask, use_path, use_path is not None, with_specific, with_tokens, return_loss
             )
         output = CodeBindOutput(shared_embeds={}, specific_embeds={}, embeds={}, codes={})
-        for modality, enc in encodings.items():
-            batch = present[modality].shape[0]
-            shared = self._average_clips(enc.shared, batch)
+        for modality, enc in encodings.items():  # clips were averaged before the codebooks: one row per sample
+            shared = enc.shared
             output.shared_embeds[modality] = shared
             output.embeds[modality] = shared
             if enc.specific is not None:
-                specific = self._average_clips(enc.specific, batch)
-                output.specific_embeds[modality] = specific
-                output.embeds[modality] = F.normalize(torch.cat([shared, specific], -1), dim=-1)
-            if enc.shared_q is not None and enc.shared_q.indices.shape[0] == batch:
+                output.specific_embeds[modality] = enc.specific
+                output.embeds[modality] = F.normalize(torch.cat([shared, enc.specific], -1), dim=-1)
+            if enc.shared_q is not None:
                 output.codes[modality] = enc.shared_q.indices
         if return_loss:
             output.loss, output.loss_breakdown = compute_path_loss(self, path, encodings, present)
@@ -472,4 +515,4 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         return (model, info) if want_info else model
 
 
-__all__ = ["CodeBindPreTrainedModel", "CodeBindModel", "CodeBindOutput", "ModalityEncoding", "PARTS"]
+__all__ = ["CodeBindPreTrainedModel", "CodeBindModel", "CodeBindOutput", "ModalityEncoding", "PARTS", "average_clips"]

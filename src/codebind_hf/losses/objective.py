@@ -206,10 +206,10 @@ class PathObjective(nn.Module):
 
     def token_modalities(self, live: set[str]) -> set[str]:
         """Live modalities whose patch tokens are quantised and reconstructed (as in the model's forward)."""
-        decoder = self.model.decoder
-        if decoder is None:
+        decoder, config = self.model.decoder, self.model.config
+        if decoder is None or not config.paths[self.path]["use_reconstruction"]:
             return set()
-        return {m for m in live if self.model.config.has_specific(m) and m in decoder.heads}
+        return {m for m in live if config.path_has_specific(self.path, m) and m in decoder.heads}
 
     def _pooled_outputs(self, inputs: dict, attention_mask: torch.Tensor | None, cached: dict, tokens_for: set) -> dict:
         """``{modality: (pooled, patch tokens or None)}`` from live towers (no grad when frozen) or the cache."""

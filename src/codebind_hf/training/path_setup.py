@@ -111,7 +111,7 @@ def configure_trainable(model: CodeBindModel, target: str, args: PathArguments, 
     set_trainable(model, target, args.mode)
     decoded = set()
     if model.decoder is not None:
-        decoded = {m for m in live if model.config.has_specific(m) and m in model.decoder.heads}
+        decoded = {m for m in live if model.config.path_has_specific(target, m) and m in model.decoder.heads}
     for name, param in model.named_parameters():
         if name.startswith("logit_scales."):
             param.requires_grad_(False)

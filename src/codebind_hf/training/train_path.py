@@ -16,6 +16,7 @@ per-row pair grades into soft InfoNCE targets. See docs/training.md for the conf
 from __future__ import annotations
 
 import contextlib
+import sys
 import logging
 import sys
 import time
