@@ -180,3 +180,23 @@ def test_official_code_losses_change_form_reduction_and_gradients():
     assert not terms["cm"].requires_grad and not terms["ctr"].requires_grad  # inputs detached in their code
     _, paper = compute_path_loss(CodeBindModel(tiny_config(decoder=False)), "depth", _encodings(requires_grad=True), {})
     assert paper["cm"].requires_grad and paper["ctr"].requires_grad
+
+
+def test_official_kmeans_data_uses_the_pooled_rows_only():
+    from codebind_hf.training.codebooks import CodebookLifecycle
+    from codebind_hf.losses.objective import CodebookRecord
+
+    model = CodeBindModel(tiny_config(decoder=False))
+    e1 = torch.zeros(8, 32)
+    e1[:, 0::8] = 1.0  # every sub-vector along its first axis
+    e2 = torch.zeros(40, 32)
+    e2[:, 1::8] = 1.0  # token rows along the second axis
+    indices = torch.zeros(8, 4, dtype=torch.long)
+    records = [CodebookRecord("shared", "text", e1, indices),
+               CodebookRecord("shared", "text", e2, torch.zeros(40, 4, dtype=torch.long), tokens=True)]
+    life = CodebookLifecycle(model, "depth", update_ema=False, reinit_dead_codes=False)
+    life.kmeans_init_(records, iters=2, pooled_only=True)
+    shared = model.quantizers["depth"].shared.codebook
+    assert (shared[:, 0] > 0.99).all()  # seeded and fitted on the CLS rows alone
+    life.kmeans_init_(records, iters=2)
+    assert (model.quantizers["depth"].shared.codebook[:, 1] > 0.99).any()  # the paper's: token rows too

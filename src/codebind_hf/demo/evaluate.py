@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..evaluation.analysis import probe_accuracy  # the benchmark runner's probes: one implementation
 from ..evaluation.zero_shot import class_embeddings
 from ..modeling_codebind import CodeBindModel
 from .data import DemoData
@@ -83,18 +84,6 @@ def modality_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     """Distance between the centroids of two sets of unit embeddings, ``||mean(a) - mean(b)||`` (the "modality
     gap" of Liang et al., 2022): 0 when the modalities share one region of the space."""
     return float((a.mean(0) - b.mean(0)).norm())
-
-
-def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, seed: int = 0, folds: int = 5) -> float:
-    """Mean accuracy of a standardised logistic-regression probe over stratified ``folds``-fold CV."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return float(np.mean(cross_val_score(probe, features.double().numpy(), labels.numpy(), cv=cv)))
 
 
 @torch.no_grad()

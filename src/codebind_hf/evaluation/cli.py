@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from .analysis import AnalysisTask, evaluate_task, parse_analysis, read_items
 from .datasets import BenchmarkAdapter, BenchmarkDataError, open_benchmark
 from .loop import BenchmarkConfigError, EvalSettings, SplitEvaluator, aggregate
 from .report import build_payload, markdown_table, update_model_card, write_outputs
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="Hub id or local folder of a CodeBindModel and its processor")
     parser.add_argument("--revision", default=None, help="Hub revision of --model")
     parser.add_argument("--benchmarks", nargs="+", default=["ib17"],
-                        help=f"benchmark names and/or suites {sorted(SUITES)}, comma or space separated")
+                        help=f"benchmark names and/or suites {sorted(SUITES)}, comma or space separated; also the paper's "
+                             "other evaluations: probe:<kind>:<folder>, finegrained:<name or kind:folder>, "
+                             "fusion:<kind>+<kind>:<folder> (codebind_hf.evaluation.analysis)")
     parser.add_argument("--data-root", default=None,
                         help="folder with one sub-folder per benchmark in the local layout (BenchmarkDefinition.local_schema)")
     parser.add_argument("--use-hub-sources", action="store_true",
@@ -63,15 +66,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_benchmarks(values: list[str]) -> list[BenchmarkDefinition]:
-    """Names and suites, comma or space separated, expanded and de-duplicated in order."""
+    """Names and suites, comma or space separated, expanded and de-duplicated in order (analysis names left out:
+    `parse_analysis_tasks`)."""
     names = [n.strip() for value in values for n in value.split(",") if n.strip()]
     if not names:
         raise BenchmarkConfigError(f"--benchmarks is empty; give names or suites {sorted(SUITES)}")
     expanded = [m for n in names for m in (SUITES[n.lower()] if n.lower() in SUITES else [n])]
     try:
-        return [get_benchmark(n) for n in dict.fromkeys(expanded)]
+        return [get_benchmark(n) for n in dict.fromkeys(expanded) if not _is_analysis(n)]
     except KeyError as err:
         raise BenchmarkConfigError(f"{err.args[0]}; suites: {sorted(SUITES)}") from None
+
+
+def _is_analysis(name: str) -> bool:
+    try:
+        return parse_analysis(name) is not None
+    except ValueError:
+        return True  # malformed analysis names are reported by parse_analysis_tasks
+
+
+def parse_analysis_tasks(values: list[str]) -> list[AnalysisTask]:
+    """The probe / fine-grained / fusion entries of ``--benchmarks``, in order."""
+    names = dict.fromkeys(n.strip() for value in values for n in value.split(",") if n.strip())
+    try:
+        return [task for n in names if (task := parse_analysis(n)) is not None]
+    except ValueError as err:
+        raise BenchmarkConfigError(str(err)) from None
 
 
 def parse_paths(value: str | None) -> dict[str, str]:
@@ -128,7 +148,7 @@ def run(args: argparse.Namespace) -> dict | None:
     from ..processing_codebind import CodeBindProcessor
     from .zero_shot import load_templates
 
-    definitions = parse_benchmarks(args.benchmarks)
+    definitions, tasks = parse_benchmarks(args.benchmarks), parse_analysis_tasks(args.benchmarks)
     settings = EvalSettings(part=args.part, quantize=not args.no_quantize, paths=parse_paths(args.path),
                             batch_size=args.batch_size, text_batch_size=args.text_batch_size, templates=args.templates,
                             limit=args.limit, num_workers=args.num_workers)
@@ -141,12 +161,17 @@ def run(args: argparse.Namespace) -> dict | None:
         except KeyError as err:
             raise BenchmarkConfigError(f"--templates: {err.args[0]}") from None
     sources = open_sources(definitions, args.data_root, args.use_hub_sources)
+    for task in tasks:  # layouts checked before the model loads, as the benchmarks'
+        read_items(task, args.data_root)
 
     # 3. model and processor
     accelerator = Accelerator()
     model = CodeBindModel.from_pretrained(args.model, revision=args.revision).eval().to(accelerator.device)
     processor = CodeBindProcessor.from_pretrained(args.model, revision=args.revision)
-    missing = sorted({d.modality for d in definitions} - set(model.towers))
+    from .suite import KIND_MODALITY
+
+    wanted = {d.modality for d in definitions} | {KIND_MODALITY[k] for t in tasks for k in t.input_kinds}
+    missing = sorted(wanted - set(model.towers))
     if missing:
         raise BenchmarkConfigError(f"model {args.model} has no tower for {missing} (it has {sorted(model.towers)}); drop those benchmarks")
 
@@ -165,13 +190,18 @@ def run(args: argparse.Namespace) -> dict | None:
             if len(per_split) > 1:
                 splits[definition.name] = per_split
             logger.info("%s: %s", definition.name, results[definition.name])
+    for task in tasks:
+        out = evaluate_task(task, accelerator, model, processor, settings, args.data_root)
+        if accelerator.is_main_process:
+            results[task.name] = out
+            logger.info("%s: %s", task.name, out)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return None
 
     # 5. outputs
     datasets = {name: dataset_id for name, (_, dataset_id) in sources.items() if dataset_id}
-    payload = build_payload(args.model, settings, definitions, results, splits, num_items, paths, datasets, notes)
+    payload = build_payload(args.model, settings, definitions, results, splits, num_items, paths, datasets, notes, tasks)
     json_path, _ = write_outputs(args.output_dir, payload)
     print(markdown_table(payload))
     print(f"\nours: this run ({'limit ' + str(settings.limit) + ' items per split, ' if settings.limit else ''}part="

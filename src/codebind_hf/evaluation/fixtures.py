@@ -190,4 +190,32 @@ def write_fixtures(root: str | os.PathLike, benchmarks: Iterable[str] | str = ("
     return {name: write_fixture(name, root, num_items=num_items, seed=seed + i) for i, name in enumerate(dict.fromkeys(expanded))}
 
 
-__all__ = ["write_fixture", "write_fixtures", "fixture_labels", "CSV_BENCHMARKS"]
+def write_analysis_fixture(name: str, root: str | os.PathLike, num_items: int = 12, seed: int = 0) -> Path:
+    """A tiny dataset for an analysis task (``probe:<kind>:<folder>``, ``finegrained:...``, ``fusion:<a>+<b>:<folder>``,
+    `codebind_hf.evaluation.analysis`) under ``<root>/<folder>/test/``: random inputs of the task's kinds (the paired
+    input of a fusion item under ``paired/``), labels cycling over 3 classes, probe attributes ``voice`` (3 values)
+    and ``speed`` (2 values). Returns the split folder."""
+    from .analysis import parse_analysis
+
+    task = parse_analysis(name)
+    if task is None:
+        raise ValueError(f"{name!r} is not an analysis task name (probe:..., finegrained:..., fusion:...)")
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / task.folder / task.split
+    records = []
+    for i in range(num_items):
+        record = {**_write_input(task.input_kinds[0], folder, i, rng), "id": f"{task.folder}-{i}"}
+        if task.kind == "fusion":
+            paired = _write_input(task.input_kinds[1], folder / "paired", i, rng)
+            record.update({f"paired_{k}" if k != "file" else "paired_file": v for k, v in paired.items()})
+            record["paired_file"] = f"paired/{paired['file']}"
+        if task.kind == "probe":
+            record.update(voice=["alto", "bass", "tenor"][i % 3], speed=i % 2)
+        else:
+            record["label"] = ["oak", "pine", "elm"][i % 3]
+        records.append(record)
+    _write_metadata(folder, records, csv_format=False)
+    return folder
+
+
+__all__ = ["write_fixture", "write_fixtures", "write_analysis_fixture", "fixture_labels", "CSV_BENCHMARKS"]

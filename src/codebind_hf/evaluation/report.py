@@ -35,11 +35,13 @@ TASK_TYPES = {"zero_shot_classification": "zero-shot-classification", "retrieval
 
 
 def build_payload(model: str, settings, definitions, results: dict, splits: dict, num_items: dict,
-                  paths: dict, datasets: dict, notes: list[str]) -> dict:
-    """The ``results.json`` document (see the module docstring)."""
+                  paths: dict, datasets: dict, notes: list[str], analysis_tasks=()) -> dict:
+    """The ``results.json`` document (see the module docstring); ``analysis_tasks`` (probes, fine-grained retrieval,
+    fusion) are listed after the benchmarks, with their task type and no paper numbers."""
     from .. import __version__
+    from .analysis import TASK_TYPES
 
-    return {
+    payload = {
         "model": model,
         "part": settings.part,
         "quantize": settings.quantize,
@@ -56,10 +58,25 @@ def build_payload(model: str, settings, definitions, results: dict, splits: dict
         "notes": notes,
         "codebind_hf_version": __version__,
     }
+    for task in analysis_tasks:
+        payload["benchmarks"].append(task.name)
+        payload["tasks"][task.name] = TASK_TYPES[task.kind]
+        payload["paper"][task.name] = {}
+    return payload
+
+
+def _definition(name: str):
+    """The benchmark's definition, or for an analysis task (``probe:...``) a stand-in with its display name."""
+    from types import SimpleNamespace
+
+    from .analysis import parse_analysis
+
+    task = parse_analysis(name)
+    return get_benchmark(name) if task is None else SimpleNamespace(display_name=task.display_name, paper_results={})
 
 
 def _paper_columns(names: list[str]) -> list[str]:
-    extra = [m for name in names for m in get_benchmark(name).paper_results if m not in PAPER_COLUMNS]
+    extra = [m for name in names for m in _definition(name).paper_results if m not in PAPER_COLUMNS]
     return [*PAPER_COLUMNS, *dict.fromkeys(extra)]
 
 
@@ -70,7 +87,7 @@ def markdown_table(payload: dict) -> str:
     lines = ["| benchmark | metric | ours (%) | " + " | ".join(f"{c} (paper)" for c in columns) + " |",
              "|---" * (3 + len(columns)) + "|"]
     for name in names:
-        definition = get_benchmark(name)
+        definition = _definition(name)
         for metric, value in payload["results"].get(name, {}).items():
             base = metric.split("/")[-1]  # "val/accuracy@1" (splits reported separately) -> "accuracy@1"
             paper = [definition.paper_results.get(c, {}).get(base) for c in columns]
