@@ -194,6 +194,7 @@ def test_official_kmeans_data_uses_the_pooled_rows_only():
     indices = torch.zeros(8, 4, dtype=torch.long)
     records = [CodebookRecord("shared", "text", e1, indices),
                CodebookRecord("shared", "text", e2, torch.zeros(40, 4, dtype=torch.long), tokens=True)]
+    records += [CodebookRecord(f"specific.{m}", m, torch.randn(8, 32), indices) for m in ("vision", "depth")]
     life = CodebookLifecycle(model, "depth", update_ema=False, reinit_dead_codes=False)
     life.kmeans_init_(records, iters=2, pooled_only=True)
     shared = model.quantizers["depth"].shared.codebook
