@@ -86,7 +86,7 @@ def test_path_card_parses_and_carries_metadata(path_config, tmp_path):
     assert 'model.load_path("org/depth-path")' in body and 'from_pretrained("org/codebind-base")' in body
     assert "CC BY-NC-SA 4.0" in body and "ImageBind" in body
     assert f"revision `{'a' * 40}`" in body and path_config["base_model"]["fingerprint"][:16] in body
-    assert "rank 4, alpha 8, last 1 blocks" in body and "| NYU-D | top1 | 0.593 |" in body
+    assert "rank 4, alpha 4, last 1 blocks" in body and "| NYU-D | top1 | 0.593 |" in body  # alpha = rank: scale 1
     values = sum(math.prod(s) for s in path_config["shapes"].values())
     assert f"{values:,} values" in body
 
