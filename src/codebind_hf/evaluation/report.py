@@ -39,7 +39,7 @@ def build_payload(model: str, settings, definitions, results: dict, splits: dict
     """The ``results.json`` document (see the module docstring); ``analysis_tasks`` (probes, fine-grained retrieval,
     fusion) are listed after the benchmarks, with their task type and no paper numbers."""
     from .. import __version__
-    from .analysis import TASK_TYPES
+    from .analysis import TASK_TYPES as ANALYSIS_TASK_TYPES
 
     payload = {
         "model": model,
@@ -60,7 +60,7 @@ def build_payload(model: str, settings, definitions, results: dict, splits: dict
     }
     for task in analysis_tasks:
         payload["benchmarks"].append(task.name)
-        payload["tasks"][task.name] = TASK_TYPES[task.kind]
+        payload["tasks"][task.name] = ANALYSIS_TASK_TYPES[task.kind]
         payload["paper"][task.name] = {}
     return payload
 
