@@ -220,7 +220,8 @@ def decoupling_loss(model: CodeBindModel, batch: dict[str, torch.Tensor], budget
     keys = {"text": "input_ids", "vision": "pixel_values", "audio": "audio_values"}
     parts = {m: _unquantised_parts(model, m, batch[k]) for m, k in keys.items()}
     pairs = alignment_pairs(PATH, list(BRIDGES))
-    losses = {"align": torch.stack([info_nce(parts[a][0], parts[b][0], budget.temperature) for a, b in pairs]).sum()}
+    # the mean over the pairs, as the path loss (and the authors' code) normalises it
+    losses = {"align": torch.stack([info_nce(parts[a][0], parts[b][0], budget.temperature) for a, b in pairs]).mean()}
     decoupled = [m for m in ("vision", "audio") if parts[m][1] is not None]
     losses["orth"] = torch.stack([orthogonality(parts[m][0], parts[m][1]) for m in decoupled]).mean()
     losses["uni"] = torch.stack([uniformity(parts[m][1]) for m in decoupled]).mean()
