@@ -14,7 +14,7 @@ from codebind_hf.index import build as index_build
 from codebind_hf.index.core import CodeBindIndex
 from codebind_hf.index.backends import pack_codes, unpack_codes
 from codebind_hf.index.core import build_index_from_dataset
-from tiny_models import tiny_config
+from tiny_models import mark_codebooks_trained, tiny_config
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss-cpu not installed (extra [index])")
@@ -23,7 +23,7 @@ needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss-cpu not installed 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return CodeBindModel(tiny_config(decoder=False)).eval()
+    return mark_codebooks_trained(CodeBindModel(tiny_config(decoder=False))).eval()
 
 
 @pytest.fixture
@@ -213,7 +213,8 @@ def test_bad_inputs_raise_clear_errors(quantizer, model, tmp_path):
 def test_codebook_mismatch_with_the_model_is_refused(quantizer, model, tmp_path):
     index = CodeBindIndex.from_model(model, modality="depth", backend="torch")
     index.add_inputs(model, "depth", _depth(4))
-    other = CodeBindModel(tiny_config(decoder=False)).eval()  # same architecture, another codebook
+    other = mark_codebooks_trained(CodeBindModel(tiny_config(decoder=False))).eval()  # same architecture, another codebook
+    other.quantizers["depth"].shared.kmeans_init_(torch.randn(64, 32, generator=torch.Generator().manual_seed(3)), iters=1)
     both = r"codebook mismatch: .* sha256 [0-9a-f]{16}.* the model's path 'depth' has sha256 [0-9a-f]{16}"
     with pytest.raises(ValueError, match=both):
         index.add_inputs(other, "depth", _depth(2))

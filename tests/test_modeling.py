@@ -9,13 +9,13 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel
 
 from codebind_hf import CodeBindConfig, CodeBindModel
-from tiny_models import BERT, VIT, tiny_config
+from tiny_models import BERT, VIT, mark_codebooks_trained, tiny_config
 
 
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return CodeBindModel(tiny_config()).eval()
+    return mark_codebooks_trained(CodeBindModel(tiny_config())).eval()
 
 
 def _batch(n=4):
@@ -90,14 +90,22 @@ def test_official_variants_are_selectable():
     assert torch.isfinite(out.loss)
 
 
-def test_save_load_round_trip_excludes_decoder(model, tmp_path):
+def test_save_load_round_trip_keeps_decoder_and_drop_decoder_is_explicit(model, tmp_path):
     x = _batch(2)
+    model.save_pretrained(tmp_path / "full")
+    keys = load_file(tmp_path / "full" / "model.safetensors").keys()
+    assert any(k.startswith("decoder.") for k in keys)  # save -> load gives the model back, decoder included
+    full = CodeBindModel.from_pretrained(tmp_path / "full")
+    assert set(full.state_dict()) == set(model.state_dict())
+    assert all(torch.equal(v, full.state_dict()[k]) for k, v in model.state_dict().items())
+    # an inference artifact leaves the decoder out: one explicit step
+    model.drop_decoder()
+    assert model.decoder is None and model.config.decoder["enabled"] is False
     model.save_pretrained(tmp_path / "m")
     keys = load_file(tmp_path / "m" / "model.safetensors").keys()
     assert not any(k.startswith("decoder.") for k in keys)
     assert any(k.startswith("quantizers.depth.shared.codebook") for k in keys)
     assert json.loads((tmp_path / "m" / "config.json").read_text())["decoder"]["enabled"] is False
-    assert model.config.decoder["enabled"] is True  # the live model keeps its decoder settings
     loaded = CodeBindModel.from_pretrained(tmp_path / "m").eval()
     assert loaded.decoder is None
     a, b = model(**x), loaded(**x)
@@ -106,8 +114,12 @@ def test_save_load_round_trip_excludes_decoder(model, tmp_path):
     auto = AutoModel.from_pretrained(tmp_path / "m")
     assert isinstance(auto, CodeBindModel)
     assert isinstance(AutoConfig.from_pretrained(tmp_path / "m"), CodeBindConfig)
-    model.save_pretrained(tmp_path / "full", include_decoder=True)
-    assert CodeBindModel.from_pretrained(tmp_path / "full").decoder is not None
+
+
+def test_save_without_decoder_keeps_the_live_model(model, tmp_path):
+    model.save_pretrained(tmp_path / "m", include_decoder=False, state_dict=model.state_dict())
+    assert model.decoder is not None and model.config.decoder["enabled"] is True
+    assert CodeBindModel.from_pretrained(tmp_path / "m").decoder is None
 
 
 def test_loading_is_strict(model, tmp_path):
@@ -117,6 +129,13 @@ def test_loading_is_strict(model, tmp_path):
     save_file(weights, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="quantizers.depth.shared.codebook"):
         CodeBindModel.from_pretrained(tmp_path / "m")
+    # non-strict only when asked, and the loading info lists what was missing
+    loaded, info = CodeBindModel.from_pretrained(tmp_path / "m", strict=False, output_loading_info=True)
+    assert sorted(info["missing_keys"]) == ["quantizers.depth.shared.codebook"]
+    assert torch.allclose(loaded.quantizers["depth"].shared.codebook.norm(dim=-1), torch.ones(64))  # initialised
+    model.save_pretrained(tmp_path / "ok")
+    _, info = CodeBindModel.from_pretrained(tmp_path / "ok", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
 
 
 @pytest.mark.parametrize(
@@ -132,7 +151,7 @@ def test_loading_is_strict(model, tmp_path):
         (lambda m: m.get_features("depth", {"pixel_values": torch.randn(1, 3, 16, 16)}), ValueError, "depth_values"),
         (lambda m: m(return_loss=True, input_ids=torch.randint(0, 9, (2, 5))), ValueError, "one path"),
         (lambda m: m(return_loss=True, depth_values=torch.randn(2, 1, 16, 16)), ValueError, "at least one bridge"),
-        (lambda m: m(audio=torch.randn(2, 3)), TypeError, "Unexpected input 'audio'"),
+        (lambda m: m(audio=torch.randn(2, 3)), TypeError, "unexpected keyword argument 'audio'"),
         (lambda m: m(), ValueError, "No modality inputs"),
     ],
 )

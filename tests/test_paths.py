@@ -36,7 +36,8 @@ def _trained_path(base_dir, mode="lora", seed=1):
         for name, param in model.named_parameters():
             if name.startswith(trained) or "lora_" in name:
                 param.add_(0.05 * torch.randn(param.shape, generator=generator))
-    model.quantizers["depth"].shared.kmeans_init_(torch.randn(64, 32, generator=generator), iters=2)
+    for book in model.quantizers["depth"].codebooks().values():  # a trained path has all its codebooks trained
+        book.kmeans_init_(torch.randn(64, 32, generator=generator), iters=2)
     return model.eval()
 
 
@@ -268,3 +269,15 @@ def test_add_path_validates_and_builds_modules_on_the_models_device_and_dtype(ba
     assert model.quantizers["depth"].shared.codebook.shape == (64, 8)
     with pytest.raises(ValueError, match="already loaded"):
         model.add_path("depth")
+
+
+def test_an_untrained_path_is_replaced_without_replace_and_never_quantises(base_dir, tmp_path, caplog):
+    trained = _trained_path(base_dir, seed=1).save_path("depth", tmp_path / "trained")
+    model = CodeBindModel.from_pretrained(base_dir).eval()
+    model.add_path("depth")  # fresh codebooks: initialized == False
+    raw = model.get_features("depth", DEPTH, quantize=False)
+    assert torch.equal(model.get_features("depth", DEPTH), raw)  # the random codevectors are not used
+    model.load_path(trained)  # no replace=True needed over an untrained path
+    assert not torch.equal(model.get_features("depth", DEPTH), raw)
+    with pytest.raises(ValueError, match="pass replace=True"):
+        model.load_path(trained)  # a trained one still needs it

@@ -50,3 +50,14 @@ def load_script(relative_file: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def mark_codebooks_trained(model):
+    """Flag every codebook of ``model`` as trained, so its (random) codevectors quantise: tests of the quantisation
+    mechanics on tiny random models (a real model gets there through k-means init and training). Returns the model."""
+    from codebind_hf.quantization.quantizer import CompositionalQuantizer
+
+    for module in model.modules():
+        if isinstance(module, CompositionalQuantizer):
+            module.initialized.fill_(True)
+    return model

@@ -1,6 +1,6 @@
 """codebind_hf: CodeBind (decoupled multimodal alignment with a shared compositional VQ codebook) for Hugging Face."""
 
-from transformers import AutoConfig, AutoModel, AutoProcessor
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor, AutoTokenizer
 
 from .adapters.bond_io import add_bond, apply_bonds, list_bonds, load_bond, push_bond, read_bond, remove_bond, save_bond
 from .adapters.bonds import ProjectorMixture, SpaceBond, SpaceBondConfig, mine_pseudo_pairs, train_bond
@@ -14,7 +14,17 @@ from .adapters.projector import (
     remove_projector,
     save_projector,
 )
-from .configuration_codebind import CodeBindConfig, DecoderConfig, PathConfig, QuantizerConfig, paper_loss_weights
+from .configuration_codebind import (
+    CodeBindConfig,
+    CodeBindDecoderConfig,
+    DecoderConfig,
+    ImageBindTowerConfig,
+    PathConfig,
+    QuantizerConfig,
+    paper_loss_weights,
+)
+from .feature_extraction_codebind import CodeBindFeatureExtractor
+from .image_processing_codebind import CodeBindImageProcessor
 from .losses import (
     AdaptiveLossBalancer,
     codevector_contrastive,
@@ -35,12 +45,21 @@ from .version import __version__
 AutoConfig.register("codebind", CodeBindConfig, exist_ok=True)
 AutoModel.register(CodeBindConfig, CodeBindModel, exist_ok=True)
 AutoProcessor.register(CodeBindConfig, CodeBindProcessor, exist_ok=True)
+# So that the components a saved CodeBindProcessor writes load through their own Auto classes too.
+AutoConfig.register(CodeBindDecoderConfig.model_type, CodeBindDecoderConfig, exist_ok=True)
+AutoConfig.register(ImageBindTowerConfig.model_type, ImageBindTowerConfig, exist_ok=True)
+AutoTokenizer.register(CodeBindConfig, slow_tokenizer_class=CodeBindTokenizer, exist_ok=True)
+AutoFeatureExtractor.register(CodeBindConfig, CodeBindFeatureExtractor, exist_ok=True)
 
 __all__ = [
     "__version__",
     "CodeBindConfig",
     "QuantizerConfig",
     "DecoderConfig",
+    "CodeBindDecoderConfig",
+    "ImageBindTowerConfig",
+    "CodeBindImageProcessor",
+    "CodeBindFeatureExtractor",
     "PathConfig",
     "paper_loss_weights",
     "CodeBindModel",

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from .configuration_subconfigs import CodeBindDecoderConfig, DecoderConfig, ImageBindTowerConfig, TowerConfigViews
 from .modalities import MODALITIES, canonical_modality
 
 TOWER_FAMILIES = ("hf", "imagebind", "vitlens")
@@ -68,17 +69,6 @@ class QuantizerConfig:
         kwargs.pop("shared_codebook_size")
         kwargs.pop("specific_codebook_size")
         return kwargs
-
-
-@dataclass
-class DecoderConfig:
-    """Reconstruction decoder (training only): a ViT of ``num_layers`` blocks of width ``hidden_size``."""
-
-    enabled: bool = True
-    hidden_size: int = 512
-    num_layers: int = 8
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
 
 
 @dataclass
@@ -177,7 +167,7 @@ def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
 
 
 @strict(accept_kwargs=True)
-class CodeBindConfig(PreTrainedConfig):
+class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
     r"""
     Configuration of a [`CodeBindModel`].
 
@@ -195,7 +185,12 @@ class CodeBindConfig(PreTrainedConfig):
         embed_dim (`int`, *optional*, defaults to 1024): width of shared embeddings (ImageBind's output width).
         specific_dim (`int`, *optional*, defaults to 1024): width of specific embeddings.
         quantizer (`dict`, *optional*): a [`QuantizerConfig`] as dict.
-        decoder (`dict`, *optional*): a [`DecoderConfig`] as dict.
+        decoder ([`CodeBindDecoderConfig`] or `dict`, *optional*): the training-only reconstruction decoder, a typed
+            sub-config (``config.sub_configs``).
+
+    The towers' own configs are typed views: ``config.text_config``, ``config.vision_config``, ... (``None`` for a
+    modality without a tower; the backbone's config class for family ``"hf"``, an [`ImageBindTowerConfig`] for
+    ``"imagebind"``), and [`~CodeBindConfig.get_text_config`] returns the text tower's.
 
     Example:
 
@@ -215,6 +210,7 @@ class CodeBindConfig(PreTrainedConfig):
     """
 
     model_type = "codebind"
+    sub_configs_defaults = {"decoder": CodeBindDecoderConfig}
 
     modalities: dict | None = None
     bridges: list | None = None
@@ -222,7 +218,7 @@ class CodeBindConfig(PreTrainedConfig):
     embed_dim: int = 1024
     specific_dim: int = 1024
     quantizer: dict | None = None
-    decoder: dict | None = None
+    decoder: dict | CodeBindDecoderConfig | None = None
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
@@ -230,7 +226,7 @@ class CodeBindConfig(PreTrainedConfig):
         self.bridges = [canonical_modality(m) for m in (self.bridges if self.bridges is not None else ["text", "vision"])]
         self.bridges = [m for m in self.bridges if m in self.modalities] if self.bridges else []
         self.quantizer = asdict(_dataclass_from(QuantizerConfig, self.quantizer, "quantizer"))
-        self.decoder = asdict(_dataclass_from(DecoderConfig, self.decoder, "decoder"))
+        self.decoder = CodeBindDecoderConfig.coerce(self.decoder)
         self.paths = {canonical_modality(t): normalize_path_config(t, p) for t, p in (self.paths or {}).items()}
         super().__post_init__(**kwargs)
 
@@ -285,8 +281,8 @@ class CodeBindConfig(PreTrainedConfig):
         return QuantizerConfig(**self.quantizer)
 
     @property
-    def decoder_config(self) -> DecoderConfig:
-        return DecoderConfig(**self.decoder)
+    def decoder_config(self) -> CodeBindDecoderConfig:
+        return self.decoder
 
     def path_config(self, target: str) -> PathConfig:
         target = canonical_modality(target)
@@ -313,6 +309,8 @@ __all__ = [
     "CodeBindConfig",
     "QuantizerConfig",
     "DecoderConfig",
+    "CodeBindDecoderConfig",
+    "ImageBindTowerConfig",
     "PathConfig",
     "paper_loss_weights",
     "normalize_path_config",

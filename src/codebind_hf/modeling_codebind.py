@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
 from .adapters.bond_io import apply_bonds
@@ -15,11 +15,12 @@ from .configuration_codebind import CodeBindConfig
 from .modules.decoder import ReconstructionDecoder
 from .encoders import build_tower
 from .losses.objective import CodebookRecord, compute_path_loss
+from .modeling_codebind_base import CodeBindPreTrainedModel
 from .modules.heads import LogitScale, ProjectionHead
 from .modalities import INPUT_KEYS, VIDEO_INPUT_KEY, canonical_modality
 from .adapters.paths import ModalityPathMixin
 from .adapters.state import AdapterState
-from .quantization.quantizer import CompositionalQuantizer, QuantizerOutput, build_path_quantizers
+from .quantization.quantizer import QuantizerOutput, build_path_quantizers
 
 PARTS = ("shared", "specific", "concat")
 
@@ -35,6 +36,10 @@ class CodeBindOutput(ModelOutput):
         specific_embeds (`dict[str, torch.FloatTensor]`): unit specific embeddings `(batch, specific_dim)`.
         embeds (`dict[str, torch.FloatTensor]`): unit shared⊕specific embeddings (shared for text).
         codes (`dict[str, torch.LongTensor]`): shared-codebook indices `(batch, embed_dim // codevector_dim)`.
+        text_model_output, vision_model_output, audio_model_output, ... (`BaseModelOutputWithPooling`, *optional*):
+            per modality given, with ``output_hidden_states`` or ``output_attentions`` (as CLIP's ``text_model_output``):
+            the tower's ``last_hidden_state``, ``hidden_states`` and ``attentions``, and the modality's embedding
+            (``embeds``) as ``pooler_output``.
     """
 
     loss: torch.FloatTensor | None = None
@@ -43,6 +48,15 @@ class CodeBindOutput(ModelOutput):
     specific_embeds: dict | None = None
     embeds: dict | None = None
     codes: dict | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    vision_model_output: BaseModelOutputWithPooling | None = None
+    audio_model_output: BaseModelOutputWithPooling | None = None
+    depth_model_output: BaseModelOutputWithPooling | None = None
+    thermal_model_output: BaseModelOutputWithPooling | None = None
+    imu_model_output: BaseModelOutputWithPooling | None = None
+    tactile_model_output: BaseModelOutputWithPooling | None = None
+    eeg_model_output: BaseModelOutputWithPooling | None = None
+    point_model_output: BaseModelOutputWithPooling | None = None
 
 
 def average_clips(shared: torch.Tensor, specific: torch.Tensor | None, clips: int, joint: bool = False):
@@ -89,32 +103,6 @@ class ModalityEncoding:
     commitment: torch.Tensor | None = None
 
 
-class CodeBindPreTrainedModel(PreTrainedModel):
-    config_class = CodeBindConfig
-    base_model_prefix = "codebind"
-    main_input_name = "input_ids"
-    supports_gradient_checkpointing = True
-    _no_split_modules = ["ModalityTower"]
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, CompositionalQuantizer):
-            module.codebook.copy_(F.normalize(torch.randn_like(module.codebook), dim=-1))
-            module.ema_sum.copy_(module.codebook)
-            module.ema_count.zero_()
-            module.usage_ema.zero_()
-            module.code_counts.zero_()
-            module.initialized.fill_(False)
-
-
 class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
     """CodeBind: towers per modality, a shared head per modality, and per path a shared codebook plus a
     specific head and codebook for each non-text modality.
@@ -142,7 +130,17 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
     def __init__(self, config: CodeBindConfig):
         super().__init__(config)
         self.adapter_state = AdapterState()  # LoRA, paths, bonds, projectors: outside the module tree
-        self.towers = nn.ModuleDict({m: build_tower(m, cfg) for m, cfg in config.modalities.items()})
+        config = self.config  # attn_implementation resolved
+        self.towers = nn.ModuleDict()
+        for modality, cfg in config.modalities.items():
+            typed = config.tower_config(modality)
+            # A tower's config that asks for nothing follows the model's attention implementation; an HF backbone
+            # left to itself on the default picks SDPA where it has it (not every backbone does).
+            follow = cfg.get("family") != "hf" or config._attn_implementation != "sdpa"
+            if typed._attn_implementation is None and follow:
+                typed._attn_implementation_internal = config._attn_implementation
+            self.towers[modality] = build_tower(modality, cfg, typed)
+            self.towers[modality].set_attention_config(typed)
         self.shared_heads = nn.ModuleDict()
         self.logit_scales = nn.ModuleDict()
         for modality, cfg in config.modalities.items():
@@ -192,7 +190,8 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         else:
             if not inputs.is_floating_point():
                 raise TypeError(f"{modality} inputs must be a floating point tensor, got dtype {inputs.dtype}")
-            if not torch.isfinite(inputs).all():
+            # A value check needs the data: done eagerly, left out of a traced/compiled graph.
+            if not torch.compiler.is_compiling() and not torch.isfinite(inputs).all():
                 raise ValueError(f"{modality} inputs contain NaN or inf values")
         if not tower.accepts_ndim(inputs.ndim):
             allowed = [n for n in range(1, 8) if tower.accepts_ndim(n)]
@@ -241,11 +240,20 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         Returns:
             `tuple`: the pooled token `(batch, hidden)` and the patch tokens `(batch, patches, hidden)` or `None`.
         """
-        tower = self.towers[modality]
-        out = tower(inputs, attention_mask=attention_mask)
-        hidden = out.last_hidden_state
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), out.pooled_index]
-        return pooled, (hidden[:, tower.num_prefix_tokens :] if with_tokens else None)
+        out = self.run_tower(modality, inputs, attention_mask)
+        return self._pooled(out), (out.last_hidden_state[:, self.towers[modality].num_prefix_tokens :] if with_tokens else None)
+
+    def run_tower(self, modality: str, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                  output_hidden_states: bool | list[int] = False, output_attentions: bool = False):
+        """The tower of ``modality`` on inputs without a clips axis: its whole `TowerOutput` (tokens, pooled index,
+        and the hidden states / attention weights when asked), which `tower_outputs` reduces to what training needs."""
+        return self.towers[modality](inputs, attention_mask=attention_mask, output_hidden_states=output_hidden_states,
+                                     output_attentions=output_attentions)
+
+    @staticmethod
+    def _pooled(tower_out) -> torch.Tensor:
+        hidden = tower_out.last_hidden_state
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), tower_out.pooled_index]
 
     def encode_tower_outputs(
         self,
@@ -332,16 +340,29 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         with_specific: bool,
         with_tokens: bool = False,
         return_distances: bool = False,
-    ) -> ModalityEncoding:
-        """Checked inputs of one modality -> encoding; a clips axis is folded into the batch, the head outputs
-        averaged over it before the codebooks (`encode_tower_outputs`)."""
+        output_hidden_states: bool | list[int] = False,
+        output_attentions: bool = False,
+    ):
+        """Checked inputs of one modality -> (encoding, tower output); a clips axis is folded into the batch, the head
+        outputs averaged over it before the codebooks (`encode_tower_outputs`). ``quantize`` may be a 0-dim bool tensor
+        inside a traced graph (see `codebooks_trained`): both encodings are computed and selected, as `initialized` is
+        data there."""
         clips = 1
         if self.towers[modality].split_clips(inputs):
             clips, inputs = inputs.shape[1], inputs.flatten(0, 1)
-        pooled, patch_tokens = self.tower_outputs(modality, inputs, attention_mask, with_tokens)
+        out = self.run_tower(modality, inputs, attention_mask, output_hidden_states, output_attentions)
+        pooled = self._pooled(out)
+        patch_tokens = out.last_hidden_state[:, self.towers[modality].num_prefix_tokens :] if with_tokens else None
+        if isinstance(quantize, torch.Tensor):
+            raw, _ = self.encode_tower_outputs(modality, path, pooled, None, with_specific, False, clips=clips)
+            encoding, _ = self.encode_tower_outputs(modality, path, pooled, None, with_specific, True, clips=clips)
+            encoding.shared = torch.where(quantize, encoding.shared, raw.shared)
+            if with_specific:
+                encoding.specific = torch.where(quantize, encoding.specific, raw.specific)
+            return encoding, out
         encoding, _ = self.encode_tower_outputs(modality, path, pooled, patch_tokens, with_specific, quantize, return_distances,
                                                 clips=clips)
-        return encoding
+        return encoding, out
 
     def get_features(
         self,
@@ -363,7 +384,9 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             part (`str`, *optional*, defaults to `"shared"`): ``"shared"`` for cross-modal work, ``"specific"``
                 or ``"concat"`` (shared⊕specific) for fine-grained intra-modal work.
             quantize (`bool`, *optional*, defaults to `True`): ``False`` returns the normalised head output before
-                the codebooks (for a converted ImageBind model: ImageBind's embedding direction).
+                the codebooks (for a converted ImageBind model: ImageBind's embedding direction). Codebooks that were
+                never trained (no path covers the modality, or its codebooks have ``initialized == False``) are
+                never used: the unquantised head output is returned, with a one-time warning.
             path (`str`, *optional*): which path's codebooks/specific head to use (default: the modality's own path,
                 or the only path containing it).
             bonds (`dict[str, float]`, *optional*): attached expert-space bonds to apply, name -> factor
@@ -375,6 +398,23 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             `torch.FloatTensor` of shape `(batch, embed_dim)` (shared), `(batch, specific_dim)` (specific) or
             `(batch, embed_dim + specific_dim)` (concat).
         """
+        return self._embed_with_tower_output(modality, inputs, part, quantize, path, attention_mask, bonds,
+                                             expert_features)[0]
+
+    def _embed_with_tower_output(
+        self,
+        modality: str,
+        inputs,
+        part: str = "shared",
+        quantize: bool = True,
+        path: str | None = None,
+        attention_mask: torch.Tensor | None = None,
+        bonds: dict[str, float] | None = None,
+        expert_features=None,
+        output_hidden_states: bool | list[int] = False,
+        output_attentions: bool = False,
+    ):
+        """`get_features` and the tower output it came from (for `get_*_features`)."""
         modality = self._check_modality(modality)
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}")
@@ -385,10 +425,12 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         need_specific = part != "shared"
         if need_specific and not self.config.has_specific(modality):
             raise ValueError(f"Modality {modality!r} has no specific part; use part='shared'")
-        path = self.resolve_path(modality, path) if (need_specific or quantize) else None
+        path, quantize = self._feature_codebooks(modality, path, quantize, need_specific)
         if need_specific and not self.config.path_has_specific(path, modality):
             raise ValueError(f"Path {path!r} has no specific part (use_decoupling: false); use part='shared'")
-        encoding = self._encode(modality, inputs, attention_mask, path, quantize, need_specific)
+        encoding, tower_out = self._encode(modality, inputs, attention_mask, path, quantize, need_specific,
+                                           output_hidden_states=output_hidden_states,
+                                           output_attentions=output_attentions)
         if part == "shared":
             out = encoding.shared
         elif part == "specific":
@@ -397,7 +439,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             out = F.normalize(torch.cat([encoding.shared, encoding.specific], dim=-1), dim=-1)
         if bonds:
             out = apply_bonds(self, modality, out, bonds, expert_features=expert_features, inputs=given, part=part)
-        return out
+        return out, tower_out
 
     def _pick_input(self, modality: str, batch, attention_mask):
         keys = [INPUT_KEYS[modality]] + ([VIDEO_INPUT_KEY] if modality == "vision" else [])
@@ -410,28 +452,53 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             attention_mask = batch.get("attention_mask")
         return batch[present[0]], attention_mask
 
-    def get_text_features(self, input_ids, attention_mask=None, **kwargs) -> torch.Tensor:
-        return self.get_features("text", input_ids, attention_mask=attention_mask, **kwargs)
-
-    def get_image_features(self, pixel_values, **kwargs) -> torch.Tensor:
-        return self.get_features("vision", pixel_values, **kwargs)
-
-    def get_audio_features(self, audio_values, **kwargs) -> torch.Tensor:
-        return self.get_features("audio", audio_values, **kwargs)
-
     # ------------------------------------------------------------------ forward
-    def forward(self, return_loss: bool = False, path: str | None = None, attention_mask=None, **inputs) -> CodeBindOutput:
-        """Embed every modality present in ``inputs`` (processor keys); with ``return_loss`` also the path loss.
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        audio_values: torch.FloatTensor | None = None,
+        depth_values: torch.FloatTensor | None = None,
+        thermal_values: torch.FloatTensor | None = None,
+        imu_values: torch.FloatTensor | None = None,
+        tactile_values: torch.FloatTensor | None = None,
+        eeg_values: torch.FloatTensor | None = None,
+        point_values: torch.FloatTensor | None = None,
+        return_loss: bool | None = None,
+        path: str | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CodeBindOutput | tuple:
+        """Embed every modality given (processor keys); with ``return_loss`` also the path loss.
 
         Args:
-            return_loss (`bool`): compute the CodeBind loss of ``path`` (default: the single path whose target
-                is in the inputs).
-            **inputs: ``input_ids``, ``pixel_values``, ``pixel_values_videos``, ``audio_values``, ...
+            input_ids, attention_mask, pixel_values, pixel_values_videos, audio_values, depth_values, ...: the
+                processor's tensors, one per modality (images or videos for vision).
+            return_loss (`bool`, *optional*): compute the CodeBind loss of ``path`` (default: the single path whose
+                target is in the inputs). Training quantises through the path's codebooks whatever their state.
+            path (`str`, *optional*): the path whose loss to compute.
+            output_hidden_states, output_attentions (`bool`, *optional*): per-modality tower hidden states /
+                attention weights (eager attention) in the output (default: the config's).
+            return_dict (`bool`, *optional*): a [`CodeBindOutput`] (default) or a tuple (``loss`` first when given).
+
+        Without ``return_loss``, a modality whose codebooks were never trained gets its unquantised embedding and
+        no codes (see [`~CodeBindModel.get_features`]).
         """
+        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        inputs = {"input_ids": input_ids, "pixel_values": pixel_values, "pixel_values_videos": pixel_values_videos,
+                  "audio_values": audio_values, "depth_values": depth_values, "thermal_values": thermal_values,
+                  "imu_values": imu_values, "tactile_values": tactile_values, "eeg_values": eeg_values,
+                  "point_values": point_values}
         present = self._present_modalities(inputs)
         if return_loss:
             path = self._loss_path(present, path)
         encodings: dict[str, ModalityEncoding] = {}
+        towers_out = {}
         for modality, tensor in present.items():
             self._check_input(modality, tensor)
             if return_loss and self.towers[modality].split_clips(tensor):
@@ -439,24 +506,34 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             mask = attention_mask if modality == "text" else None
             use_path = path if return_loss else self._default_path(modality)
             with_specific = use_path is not None and self.config.path_has_specific(use_path, modality)
-            with_tokens = (return_loss and with_specific and self.decoder is not None and modality in self.decoder.heads
+            quantize = use_path is not None and (bool(return_loss) or self._trained_for_inference(use_path, modality))
+            with_tokens = (bool(return_loss) and with_specific and self.decoder is not None and modality in self.decoder.heads
                            and self.config.paths[use_path]["use_reconstruction"])
-            encodings[modality] = self._encode(
-                modality, tensor, mask, use_path, use_path is not None, with_specific, with_tokens, return_loss
+            encodings[modality], towers_out[modality] = self._encode(
+                modality, tensor, mask, use_path, quantize, with_specific, with_tokens, bool(return_loss),
+                output_hidden_states or False, bool(output_attentions),
             )
-        output = CodeBindOutput(shared_embeds={}, specific_embeds={}, embeds={}, codes={})
+        fields = {"shared_embeds": {}, "specific_embeds": {}, "embeds": {}, "codes": {}}
         for modality, enc in encodings.items():  # clips were averaged before the codebooks: one row per sample
             shared = enc.shared
-            output.shared_embeds[modality] = shared
-            output.embeds[modality] = shared
+            fields["shared_embeds"][modality] = shared
+            fields["embeds"][modality] = shared
             if enc.specific is not None:
-                output.specific_embeds[modality] = enc.specific
-                output.embeds[modality] = F.normalize(torch.cat([shared, enc.specific], -1), dim=-1)
+                fields["specific_embeds"][modality] = enc.specific
+                fields["embeds"][modality] = F.normalize(torch.cat([shared, enc.specific], -1), dim=-1)
             if enc.shared_q is not None:
-                output.codes[modality] = enc.shared_q.indices
+                fields["codes"][modality] = enc.shared_q.indices
+        if output_hidden_states or output_attentions:
+            for modality, out in towers_out.items():
+                fields[f"{modality}_model_output"] = BaseModelOutputWithPooling(
+                    last_hidden_state=out.last_hidden_state, pooler_output=fields["embeds"][modality],
+                    hidden_states=out.hidden_states, attentions=out.attentions)
         if return_loss:
-            output.loss, output.loss_breakdown = compute_path_loss(self, path, encodings, present)
-        return output
+            fields["loss"], fields["loss_breakdown"] = compute_path_loss(self, path, encodings, present)
+        # Built in one go so that `loss` comes first in the output (and in `to_tuple()`), as transformers expects.
+        output = CodeBindOutput(**{k: fields[k] for k in ("loss", "loss_breakdown") if k in fields},
+                                **{k: v for k, v in fields.items() if k not in ("loss", "loss_breakdown")})
+        return output if return_dict else output.to_tuple()
 
     def _present_modalities(self, inputs: dict) -> dict[str, torch.Tensor]:
         by_key = {key: m for m, key in INPUT_KEYS.items()}
@@ -490,29 +567,6 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 f"return_loss needs one path: inputs contain path targets {targets}; pass path=... (paths: {sorted(self.quantizers)})"
             )
         return targets[0]
-
-    # ------------------------------------------------------------------ save / load
-    def save_pretrained(self, save_directory, include_decoder: bool = False, **kwargs):
-        """Save as ``config.json`` + safetensors. The training-only decoder is left out unless ``include_decoder``."""
-        if include_decoder or self.decoder is None:
-            return super().save_pretrained(save_directory, **kwargs)
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("decoder.")}
-        decoder_settings = dict(self.config.decoder)
-        self.config.decoder = {**decoder_settings, "enabled": False}
-        try:
-            return super().save_pretrained(save_directory, state_dict=state, **kwargs)
-        finally:
-            self.config.decoder = decoder_settings
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load strictly: any missing, unexpected or mismatched weight is an error listing the keys."""
-        want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
-        problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
-        if problems:
-            raise ValueError(f"Checkpoint {pretrained_model_name_or_path!s} does not match the model: {problems}")
-        return (model, info) if want_info else model
 
 
 __all__ = ["CodeBindPreTrainedModel", "CodeBindModel", "CodeBindOutput", "ModalityEncoding", "PARTS", "average_clips"]

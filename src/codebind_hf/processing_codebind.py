@@ -22,6 +22,7 @@ written processor.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -115,6 +116,16 @@ class CodeBindProcessor(ProcessorMixin):
         video_fps: float | list[float] | None = None,
         depth_input_type: str = "depth",
         return_attention_mask: bool = True,
+        *,
+        padding: bool | str | None = None,
+        max_length: int | None = None,
+        truncation: bool | None = None,
+        do_sample_frames: bool | None = None,
+        text_kwargs: dict | None = None,
+        images_kwargs: dict | None = None,
+        videos_kwargs: dict | None = None,
+        audio_kwargs: dict | None = None,
+        common_kwargs: dict | None = None,
     ) -> BatchFeature:
         """Preprocess the given inputs; every argument takes one item or a list (a batch).
 
@@ -136,7 +147,40 @@ class CodeBindProcessor(ProcessorMixin):
             depth_input_type (`str`, *optional*, defaults to `"depth"`): `"depth"` (metres) or `"disparity"`.
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` or `"np"`.
             return_attention_mask (`bool`, *optional*, defaults to `True`): add the text ``attention_mask``.
+            padding, max_length, truncation (*optional*): the tokenizer's (default: pad and truncate to 77 tokens,
+                the text tower's context).
+            do_sample_frames (`bool`, *optional*): videos are always sampled into ImageBind's clips; `False` is refused.
+            text_kwargs, images_kwargs, videos_kwargs, audio_kwargs, common_kwargs (`dict`, *optional*): transformers'
+                per-modality keyword groups: for the tokenizer, the image processor (``depth_input_type``, ...),
+                videos (``video_fps``), the audio feature extractor (``sampling_rate``), and all
+                (``return_tensors``).
         """
+        common = dict(common_kwargs or {})
+        return_tensors = common.pop("return_tensors", return_tensors)
+        if common:
+            raise TypeError(f"common_kwargs takes return_tensors only, got {sorted(common)}")
+        videos_kwargs = dict(videos_kwargs or {})
+        video_fps = videos_kwargs.pop("video_fps", videos_kwargs.pop("fps", video_fps))
+        do_sample_frames = videos_kwargs.pop("do_sample_frames", do_sample_frames)
+        if do_sample_frames is False:
+            raise ValueError("do_sample_frames=False: CodeBind's video pipeline always samples ImageBind's clips")
+        if videos_kwargs:
+            raise TypeError(f"videos_kwargs takes video_fps and do_sample_frames, got {sorted(videos_kwargs)}")
+        images_kwargs = dict(images_kwargs or {})
+        depth_input_type = images_kwargs.pop("depth_input_type", depth_input_type)
+        if images_kwargs:
+            raise TypeError(f"images_kwargs takes depth_input_type, got {sorted(images_kwargs)}")
+        audio_kwargs = dict(audio_kwargs or {})
+        sampling_rate = audio_kwargs.pop("sampling_rate", sampling_rate)
+        if audio_kwargs:
+            raise TypeError(f"audio_kwargs takes sampling_rate, got {sorted(audio_kwargs)}")
+        tokenizer_kwargs = {
+            "padding": "max_length" if padding is None else padding,
+            "truncation": True if truncation is None else truncation,
+            "max_length": self.tokenizer.model_max_length if max_length is None else max_length,
+            "return_attention_mask": return_attention_mask,
+            **(text_kwargs or {}),
+        }
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
         if sampling_rate is not None and audio is None:
@@ -146,14 +190,7 @@ class CodeBindProcessor(ProcessorMixin):
             texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
             if not texts or not all(isinstance(t, str) for t in texts):
                 raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r:.80}")
-            encoded = self.tokenizer(
-                texts,
-                padding="max_length",
-                truncation=True,
-                max_length=self.tokenizer.model_max_length,
-                return_attention_mask=return_attention_mask,
-                return_tensors="pt",
-            )
+            encoded = self.tokenizer(texts, **{**tokenizer_kwargs, "return_tensors": "pt"})
             data.update(encoded)
         vision = self.image_processor(
             images=images,
@@ -198,10 +235,16 @@ class CodeBindProcessor(ProcessorMixin):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> CodeBindProcessor:
         """Load a processor written by [`save_pretrained`] from a folder or a Hub repository id.
 
-        Hub keyword arguments (``cache_dir``, ``revision``, ``token``, ``local_files_only`` ...) are honoured; any
-        other keyword overrides a ``processor_config.json`` entry of the same name.
+        Hub keyword arguments (``cache_dir``, ``revision``, ``token``, ``local_files_only`` ...) are honoured; a
+        keyword a component's constructor takes reaches that component (``size=`` the image processor,
+        ``sampling_rate=`` the audio feature extractor, ``model_max_length=`` the tokenizer); any other keyword
+        overrides a ``processor_config.json`` entry of the same name.
         """
         hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        routed = {name: {k: kwargs.pop(k) for k in list(kwargs) if k in _init_parameters(component)}
+                  for name, component in (("image_processor", CodeBindImageProcessor),
+                                          ("feature_extractor", CodeBindFeatureExtractor),
+                                          ("tokenizer", CodeBindTokenizer))}
         path = str(pretrained_model_name_or_path)
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "processor_config.json")):
             raise FileNotFoundError(
@@ -212,10 +255,16 @@ class CodeBindProcessor(ProcessorMixin):
         missing = [k for k in ("image_processor", "feature_extractor") if not isinstance(processor_dict.get(k), dict)]
         if missing:
             raise ValueError(f"{path}: processor_config.json lacks the {missing} sections of a CodeBindProcessor")
-        tokenizer = CodeBindTokenizer.from_pretrained(path, **hub)
-        image_processor = CodeBindImageProcessor(**processor_dict["image_processor"])
-        feature_extractor = CodeBindFeatureExtractor(**processor_dict["feature_extractor"])
+        tokenizer = CodeBindTokenizer.from_pretrained(path, **hub, **routed["tokenizer"])
+        image_processor = CodeBindImageProcessor(**{**processor_dict["image_processor"], **routed["image_processor"]})
+        feature_extractor = CodeBindFeatureExtractor(**{**processor_dict["feature_extractor"], **routed["feature_extractor"]})
         return cls.from_args_and_dict([tokenizer, image_processor, feature_extractor], processor_dict, **kwargs)
+
+
+def _init_parameters(cls) -> set[str]:
+    """Named parameters of a component's constructor (what a `from_pretrained` keyword can set on it)."""
+    return {name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
 __all__ = ["CodeBindProcessor"]

@@ -398,14 +398,19 @@ class ModalityPathMixin(AdapterStateMixin):
             repo_id_or_dir (`str` or `os.PathLike`): a folder written by `save_path`, or a Hub repo id.
             revision (`str`, *optional*): branch, tag or commit of the Hub repo.
             token (`str` or `bool`, *optional*): Hub token, for private repos.
-            replace (`bool`, *optional*, defaults to `False`): replace a path already loaded for the same target.
+            replace (`bool`, *optional*, defaults to `False`): replace a trained path already loaded for the same
+                target. A loaded path whose codebooks were never trained (``initialized == False``) is replaced
+                without it.
 
         Returns:
             `str`: the path's target modality.
         """
         config, state = read_path_artifact(repo_id_or_dir, revision, token=token)
         target = canonical_modality(config["modality"])
-        if target in self.quantizers and not replace:
+        untrained = target in self.quantizers and not all(
+            bool(book.initialized) for book in self.quantizers[target].codebooks().values()
+        )
+        if target in self.quantizers and not (replace or untrained):
             raise ValueError(f"A path for {target!r} is already loaded; remove_path({target!r}) first or pass replace=True")
         snapshot = self._snapshot_path(target) if target in self.quantizers else None
         if snapshot is not None:

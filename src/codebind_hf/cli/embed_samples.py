@@ -67,7 +67,12 @@ def tiny_model(seed: int = 0) -> CodeBindModel:
         decoder={"enabled": False},
     )
     torch.manual_seed(seed)
-    return CodeBindModel(config).eval()
+    model = CodeBindModel(config).eval()
+    # A demo of the mechanics on a random model, said so in its output: its random codevectors are used on purpose
+    # (a real model's path codebooks come from k-means initialisation and training).
+    for book in model.quantizers["audio"].codebooks().values():
+        book.initialized.fill_(True)
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@
 The conversion is a renaming (our modules keep the reference parameter layouts), with strict accounting: every
 checkpoint key must be consumed and every target weight filled, with matching shapes; anything else is an error
 that lists the keys. [`imagebind_state_dict_to_towers`] is the pure step; [`convert_imagebind_checkpoint`] builds a
-`CodeBindModel` (CodeBind-IB base: shared embeddings before any training are ImageBind's; specific heads and
-codebooks freshly initialised).
+`CodeBindModel` (CodeBind-IB base: towers, shared heads and logit scales, whose shared embeddings are ImageBind's;
+no paths, hence no untrained codebooks: load trained paths with ``load_path``).
 
 Command line::
 
@@ -225,7 +225,9 @@ def imagebind_state_dict_to_towers(
 
 def imagebind_codebind_config(imagebind_config: Mapping | str | os.PathLike | None = None, **config_overrides):
     """The `CodeBindConfig` of a converted checkpoint: ImageBind's six towers from the reference keyword arguments
-    (``imagebind_huge`` when ``imagebind_config`` is None), bridges text+vision, one path per other modality."""
+    (``imagebind_huge`` when ``imagebind_config`` is None), bridges text+vision, and no paths: a path's codebooks
+    exist once trained (``codebind-train``, or ``model.load_path(...)`` of a trained one), so a converted base never
+    quantises through random codevectors."""
     from ..configuration_codebind import CodeBindConfig
 
     kwargs = _constructor_kwargs(imagebind_config)
@@ -234,7 +236,7 @@ def imagebind_codebind_config(imagebind_config: Mapping | str | os.PathLike | No
     settings = dict(
         modalities=modalities,
         bridges=["text", "vision"],
-        paths={m: {"bridges": ["text", "vision"]} for m in modalities if m not in ("text", "vision")},
+        paths={},
         embed_dim=out_dim,
         specific_dim=out_dim,
         decoder={"enabled": False},

@@ -5,13 +5,17 @@ from __future__ import annotations
 from .base import ModalityTower, TowerOutput
 
 
-def build_tower(modality: str, config: dict) -> ModalityTower:
-    """Build the tower of ``modality`` from its config dict (``family``: ``"hf"``, ``"imagebind"`` or ``"vitlens"``)."""
+def build_tower(modality: str, config: dict, typed_config=None) -> ModalityTower:
+    """Build the tower of ``modality`` from its config dict (``family``: ``"hf"``, ``"imagebind"`` or ``"vitlens"``).
+
+    ``typed_config`` (*optional*): the tower's typed view (`CodeBindConfig.tower_config`); an HF backbone is built
+    from that very object, so the model's config and the backbone's stay one.
+    """
     family = config.get("family")
     if family == "hf":
         from .hf_backbone import HFBackboneTower
 
-        return HFBackboneTower(modality, config)
+        return HFBackboneTower(modality, config, backbone_config=typed_config)
     if family == "imagebind":
         from .imagebind import build_imagebind_tower
 

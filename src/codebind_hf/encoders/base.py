@@ -24,10 +24,16 @@ class TowerOutput(ModelOutput):
             Token states after the trunk, before any head LayerNorm.
         pooled_index (`torch.LongTensor` of shape `(batch_size,)`):
             Index of the token the heads pool for alignment (0 for CLS, the EOS position for text).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): with ``output_hidden_states``: the trunk input and
+            the output of every block, each `(batch_size, num_tokens, hidden_size)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): with ``output_attentions`` (eager attention): every
+            block's weights `(batch_size, num_heads, num_tokens, num_keys)`.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooled_index: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class ModalityTower(nn.Module):
@@ -40,8 +46,9 @@ class ModalityTower(nn.Module):
         ``(batch, clips, ...)`` whose clip embeddings the model averages;
       - ``blocks``: the trunk's transformer blocks as an ``nn.ModuleList`` (LoRA and gradient
         checkpointing address them by index);
-    and implement ``forward(inputs, attention_mask=None) -> TowerOutput`` and
-    ``lora_target_modules(last_n_blocks)``.
+    and implement ``forward(inputs, attention_mask=None, output_hidden_states=False, output_attentions=False)
+    -> TowerOutput``, ``lora_target_modules(last_n_blocks)`` and ``set_attention_config(config)`` (where the
+    attention layers read their kernel, ``config._attn_implementation``, from).
     """
 
     hidden_size: int
@@ -57,8 +64,12 @@ class ModalityTower(nn.Module):
         super().__init__()
         self.gradient_checkpointing = False
 
-    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TowerOutput:  # pragma: no cover - interface
+    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> TowerOutput:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def set_attention_config(self, config) -> None:
+        """Point the attention layers at the config whose ``_attn_implementation`` they follow (default: nothing)."""
 
     def lora_target_modules(self, last_n_blocks: int) -> list[str]:
         """Names (relative to this tower) of the linear layers LoRA wraps in the last ``last_n_blocks`` blocks."""

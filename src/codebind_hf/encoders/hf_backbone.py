@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, PreTrainedConfig
 
 from .base import ModalityTower, TowerOutput
 
@@ -28,11 +28,11 @@ class HFBackboneTower(ModalityTower):
     (the backbone's input argument; ``input_ids`` for text, ``pixel_values`` otherwise), ``sample_ndim``.
     """
 
-    def __init__(self, modality: str, config: dict):
+    def __init__(self, modality: str, config: dict, backbone_config: PreTrainedConfig | None = None):
         super().__init__()
-        backbone = dict(config["backbone"])
-        model_type = backbone.pop("model_type")
-        backbone_config = AutoConfig.for_model(model_type, **backbone)
+        if backbone_config is None:  # the model passes its typed view (`CodeBindConfig.tower_config`), shared with it
+            backbone = dict(config["backbone"])
+            backbone_config = AutoConfig.for_model(backbone.pop("model_type"), **backbone)
         try:
             self.backbone = AutoModel.from_config(backbone_config, add_pooling_layer=False)
         except TypeError:
@@ -58,18 +58,34 @@ class HFBackboneTower(ModalityTower):
     def blocks(self) -> nn.ModuleList:
         return self.backbone.get_submodule(self._blocks_name)
 
-    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TowerOutput:
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] = False,
+        output_attentions: bool = False,
+    ) -> TowerOutput:
         kwargs = {self.input_kwarg: inputs}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask
-        hidden = self.backbone(**kwargs).last_hidden_state
+        if output_hidden_states:
+            kwargs["output_hidden_states"] = output_hidden_states  # True, or a list of indices
+        if output_attentions:
+            kwargs["output_attentions"] = True
+        out = self.backbone(**kwargs)
+        hidden = out.last_hidden_state
         if self.pooling == "cls":
             pooled = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device)
         elif attention_mask is not None:
             pooled = attention_mask.long().sum(-1).clamp_min(1) - 1
         else:
             pooled = torch.full((hidden.shape[0],), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device)
-        return TowerOutput(last_hidden_state=hidden, pooled_index=pooled)
+        return TowerOutput(
+            last_hidden_state=hidden,
+            pooled_index=pooled,
+            hidden_states=getattr(out, "hidden_states", None) if output_hidden_states else None,
+            attentions=getattr(out, "attentions", None) if output_attentions else None,
+        )
 
     def patchify(self, inputs: torch.Tensor) -> torch.Tensor:
         """ViT patches in the backbone's token order: `(batch, num_patches, channels * p * p)`."""

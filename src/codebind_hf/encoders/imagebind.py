@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers import initialization as init
 
 from .base import ModalityTower, TowerOutput
 from .imagebind_layers import LAYER_SCALE_TYPES, ImageBindBlock, last_blocks_lora_targets
@@ -295,18 +296,25 @@ class ImageBindTower(ModalityTower):
         return ((height - kernel) // stride + 1) * ((width - kernel) // stride + 1)
 
     @torch.no_grad()
-    def _init_weights(self) -> None:
-        """The reference's initialisation (OpenCLIP-style embeddings, JAX-style xavier linears)."""
+    def init_embeddings_(self) -> None:
+        """The reference's token, CLS and position initialisation (OpenCLIP-style), and the causal mask.
+
+        Goes through `transformers.initialization`, so weights a checkpoint loaded are left alone.
+        """
         dim = self.hidden_size
         if self.stem_kind == "tokens":
-            nn.init.normal_(self.token_embedding.weight, std=0.02)
-            nn.init.normal_(self.pos_embed, std=0.01)
+            init.normal_(self.token_embedding.weight, std=0.02)
+            init.normal_(self.pos_embed, std=0.01)
+            context = self.causal_mask.shape[0]
+            init.copy_(self.causal_mask, torch.full((context, context), float("-inf"), device=self.causal_mask.device).triu(1))
         else:
-            nn.init.normal_(self.cls_token, std=dim**-0.5)
-            if self.stem_kind in ("linear", "conv1d"):
-                nn.init.normal_(self.pos_embed, std=0.01)
-            else:
-                nn.init.normal_(self.pos_embed, std=dim**-0.5)
+            init.normal_(self.cls_token, std=dim**-0.5)
+            init.normal_(self.pos_embed, std=0.01 if self.stem_kind in ("linear", "conv1d") else dim**-0.5)
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """The reference's initialisation (OpenCLIP-style embeddings, JAX-style xavier linears)."""
+        self.init_embeddings_()
         for block in self.blocks:
             for linear in (block.attn.qkv, block.attn.out_proj, block.mlp.fc1, block.mlp.fc2):
                 nn.init.xavier_uniform_(linear.weight)
@@ -325,7 +333,8 @@ class ImageBindTower(ModalityTower):
                 raise TypeError(f"text inputs must be integer token ids, got dtype {x.dtype}")
             if x.ndim != 2 or x.shape[1] != context:
                 raise ValueError(f"text token ids must have shape (batch, {context}), got {tuple(x.shape)}")
-            if x.numel() and (x.min() < 0 or x.max() >= vocab):
+            # A value check needs the data: done eagerly, left out of a traced/compiled graph.
+            if not torch.compiler.is_compiling() and x.numel() and (x.min() < 0 or x.max() >= vocab):
                 raise ValueError(f"text token ids must lie in [0, {vocab}), got values in [{int(x.min())}, {int(x.max())}]")
             return
         if not x.is_floating_point():
@@ -378,13 +387,22 @@ class ImageBindTower(ModalityTower):
         return tokens + pos
 
     # ------------------------------------------------------------------ forward
-    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TowerOutput:
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] = False,
+        output_attentions: bool = False,
+    ) -> TowerOutput:
         """Encode a batch.
 
         Args:
             inputs (`torch.Tensor`): a batch in the layout of the class docstring.
             attention_mask (`torch.LongTensor` of shape `(batch, 77)`, *optional*): text only, and not needed: the
                 causal mask already keeps padding after the EOS token out of the pooled state.
+            output_hidden_states (`bool` or `list[int]`, *optional*): also return the trunk input and every block's
+                output (only those indices, the others `None`, for a list).
+            output_attentions (`bool`, *optional*): also return every block's attention weights (eager attention).
 
         Returns:
             [`TowerOutput`]: ``last_hidden_state`` `(batch, num_tokens, hidden_size)` after the last block (before the
@@ -406,9 +424,32 @@ class ImageBindTower(ModalityTower):
         if self.pre_norm is not None:
             hidden = self.pre_norm(hidden)
         use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        states, weights = ([hidden] if output_hidden_states else None), ([] if output_attentions else None)
         for block in self.blocks:
-            hidden = checkpoint(block, hidden, mask, use_reentrant=False) if use_checkpoint else block(hidden, mask)
-        return TowerOutput(last_hidden_state=hidden, pooled_index=pooled)
+            if use_checkpoint:
+                out = checkpoint(block, hidden, mask, output_attentions, use_reentrant=False)
+            else:
+                out = block(hidden, mask, output_attentions)
+            hidden, attn = out if output_attentions else (out, None)
+            if states is not None:
+                states.append(hidden)
+            if weights is not None:
+                weights.append(attn)
+        if states is not None and not isinstance(output_hidden_states, bool):
+            # A list of indices (transformers' convention) keeps those states (negative ones count from the end).
+            kept = {i % len(states) for i in output_hidden_states}
+            states = [s if i in kept else None for i, s in enumerate(states)]
+        return TowerOutput(
+            last_hidden_state=hidden,
+            pooled_index=pooled,
+            hidden_states=None if states is None else tuple(states),
+            attentions=None if weights is None else tuple(weights),
+        )
+
+    def set_attention_config(self, config) -> None:
+        """Let every attention layer read its kernel (``config._attn_implementation``) from ``config``."""
+        for block in self.blocks:
+            block.attn.config = config
 
     # ------------------------------------------------------------------ training helpers
     def lora_target_modules(self, last_n_blocks: int) -> list[str]:

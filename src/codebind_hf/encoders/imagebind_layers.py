@@ -3,7 +3,8 @@
 Attention keeps ``nn.MultiheadAttention``'s parameters (a packed input projection, ``out_proj``, optional learned
 ``bias_k``/``bias_v`` tokens appended after projection) but holds them in plain ``nn.Linear`` layers, so that a
 converted checkpoint is a renaming (``in_proj_weight`` -> ``qkv.weight``) and peft can wrap the projections with
-LoRA. The attention itself runs through ``F.scaled_dot_product_attention``.
+LoRA. The attention runs through ``F.scaled_dot_product_attention`` (``"sdpa"``) or an explicit softmax
+(``"eager"``, which can also return the attention weights), as the model's ``attn_implementation`` says.
 """
 
 from __future__ import annotations
@@ -62,15 +63,27 @@ class ImageBindAttention(nn.Module):
         else:
             self.register_parameter("bias_k", None)
             self.register_parameter("bias_v", None)
+        # The tower's typed config (set by the model): its `_attn_implementation` picks the kernel at call time, so
+        # `set_attn_implementation` reaches this layer. Without one, SDPA.
+        self.config = None
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def attn_implementation(self) -> str:
+        implementation = getattr(self.config, "_attn_implementation", None)
+        return implementation if implementation in ("eager", "sdpa") else "sdpa"
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             x (`torch.FloatTensor` of shape `(batch, length, dim)`): input tokens.
             attn_mask (`torch.FloatTensor` of shape `(length, length)`, *optional*): additive mask (``-inf`` blocks).
+            output_attentions (`bool`, *optional*): also return the attention weights (computed explicitly, as eager).
 
         Returns:
-            `torch.FloatTensor` of shape `(batch, length, dim)`.
+            `torch.FloatTensor` of shape `(batch, length, dim)`; with ``output_attentions`` the tuple of it and the
+            weights `(batch, heads, length, keys)` (``keys`` counts the bias token when ``add_bias_kv``).
         """
         batch, length, dim = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)
@@ -84,8 +97,19 @@ class ImageBindAttention(nn.Module):
         def split_heads(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(batch, t.shape[1], self.num_heads, dim // self.num_heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v), attn_mask=attn_mask)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        # Weights asked for are computed explicitly whatever the kernel (SDPA does not return them).
+        if self.attn_implementation == "eager" or output_attentions:
+            scores = (q @ k.transpose(-1, -2)) * (dim // self.num_heads) ** -0.5
+            if attn_mask is not None:
+                scores = scores + attn_mask
+            weights = scores.softmax(dim=-1)
+            out = weights @ v
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
+        return (out, weights) if output_attentions else out
 
 
 class ImageBindMLP(nn.Module):
@@ -135,6 +159,7 @@ class ImageBindBlock(nn.Module):
         self.norm_2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = ImageBindMLP(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
+        self.layer_scale_init_value = float(layer_scale_init_value)
         if layer_scale_type is None:
             self.register_parameter("layer_scale_gamma1", None)
             self.register_parameter("layer_scale_gamma2", None)
@@ -143,16 +168,23 @@ class ImageBindBlock(nn.Module):
             self.layer_scale_gamma1 = nn.Parameter(torch.full(shape, float(layer_scale_init_value)))
             self.layer_scale_gamma2 = nn.Parameter(torch.full(shape, float(layer_scale_init_value)))
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """`(batch, length, dim)` -> `(batch, length, dim)`; ``attn_mask`` is an additive `(length, length)` mask."""
-        attn = self.attn(self.norm_1(x), attn_mask)
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """`(batch, length, dim)` -> `(batch, length, dim)`; ``attn_mask`` is an additive `(length, length)` mask.
+
+        With ``output_attentions`` returns ``(tokens, attention weights)``.
+        """
+        attn = self.attn(self.norm_1(x), attn_mask, output_attentions)
+        attn, weights = attn if output_attentions else (attn, None)
         if self.layer_scale_gamma1 is not None:
             attn = attn * self.layer_scale_gamma1
         x = x + self.drop_path(attn)
         mlp = self.mlp(self.norm_2(x))
         if self.layer_scale_gamma2 is not None:
             mlp = mlp * self.layer_scale_gamma2
-        return x + self.drop_path(mlp)
+        x = x + self.drop_path(mlp)
+        return (x, weights) if output_attentions else x
 
 
 def last_blocks_lora_targets(num_blocks: int, last_n_blocks: int, prefix: str = "blocks") -> list[str]:

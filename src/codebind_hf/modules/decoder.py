@@ -1,8 +1,8 @@
 """Reconstruction decoder (training only): a small ViT from quantised tokens back to input patches.
 
 It reads the concatenated ``[ẑ_shared, ẑ_spec]`` tokens of a modality and predicts that modality's
-``tower.patchify(inputs)``. It is never part of an inference artifact: ``save_pretrained`` drops it
-unless asked (``include_decoder=True``).
+``tower.patchify(inputs)``. ``save_pretrained`` saves it with the model (a training checkpoint resumes with it);
+``model.drop_decoder()`` makes the inference artifact without it.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ class LogitScale(nn.Module):
 
     def __init__(self, init_scale: float = 1.0, learnable: bool = False, max_scale: float = 100.0):
         super().__init__()
+        self.init_scale = float(init_scale)  # what `_init_weights` puts back
         log_value = torch.tensor(math.log(init_scale), dtype=torch.float32)
         if learnable:
             self.log_logit_scale = nn.Parameter(log_value)

@@ -94,10 +94,20 @@ def _sample_rows_synced(rows: torch.Tensor, num: int) -> torch.Tensor | None:
     return stacked[owner, torch.arange(num, device=rows.device)]
 
 
+def initial_codebook(codebook_size: int, codevector_dim: int) -> torch.Tensor:
+    """The codevectors of a fresh codebook: unit vectors drawn from a fixed-seed generator, so that a codebook built
+    directly and one initialised later (meta device, `_init_weights`) are the same. They are a placeholder until
+    k-means initialisation / training (``initialized`` stays False), never used for inference."""
+    generator = torch.Generator().manual_seed(codebook_size * 1009 + codevector_dim)
+    return F.normalize(torch.randn(codebook_size, codevector_dim, generator=generator), dim=-1)
+
+
 def nearest_codes(rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """Index of the max-dot-product centre of each row, chunked so scores stay ``(chunk, K)``."""
     if fused_nearest_code_available(rows, centers):
         return fused_nearest_code(rows, centers)
+    if torch.compiler.is_compiling():
+        return torch.max(rows @ centers.t(), dim=-1).indices  # a traced graph has no data-sized loop (dynamic batch)
     indices = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
     budget = _ASSIGN_CHUNK_ELEMENTS if rows.device.type == "cpu" else _ASSIGN_CHUNK_ELEMENTS_GPU
     chunk = max(1, budget // centers.shape[0])
@@ -167,7 +177,7 @@ class CompositionalQuantizer(nn.Module):
         self.reinit_temperature = reinit_temperature
         self.dead_code_alpha = dead_code_alpha
         self.raw_codes, self.reinit, self.ema_init_counts = raw_codes, reinit, ema_init_counts
-        codebook = F.normalize(torch.randn(codebook_size, codevector_dim), dim=-1)
+        codebook = initial_codebook(codebook_size, codevector_dim)
         self.register_buffer("codebook", codebook)
         self.register_buffer("ema_count", torch.zeros(codebook_size))
         self.register_buffer("ema_sum", codebook.clone())
@@ -198,7 +208,8 @@ class CompositionalQuantizer(nn.Module):
                 f"{name} must have shape (..., d) with d divisible by codevector_dim={self.codevector_dim}; "
                 f"got shape {tuple(z.shape)}"
             )
-        if not torch.isfinite(z).all():
+        # A value check needs the data: done eagerly, left out of a traced/compiled graph (torch.export, compile).
+        if not torch.compiler.is_compiling() and not torch.isfinite(z).all():
             raise ValueError(f"{name} contains NaN or inf values; the quantizer expects finite inputs")
         sub = z.reshape(*z.shape[:-1], z.shape[-1] // self.codevector_dim, self.codevector_dim)
         return F.normalize(sub, dim=-1)
@@ -455,4 +466,5 @@ def build_path_quantizers(config, target: str) -> MultiCodebookQuantizer:
                                   shared_per_modality=per_modality, enabled=path.get("use_codebooks", True), **kwargs)
 
 
-__all__ = ["QuantizerOutput", "CompositionalQuantizer", "MultiCodebookQuantizer", "build_path_quantizers", "nearest_codes"]
+__all__ = ["QuantizerOutput", "CompositionalQuantizer", "MultiCodebookQuantizer", "build_path_quantizers", "nearest_codes",
+           "initial_codebook"]

@@ -63,8 +63,7 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
         if model.decoder is not None:
             model.decoder.apply(model._init_weights)
     elif not wants_decoder and model.decoder is not None:
-        model.decoder = None
-        model.config.decoder = {**model.config.decoder, "enabled": False}
+        model.drop_decoder()
     return target
 
 
@@ -92,7 +91,7 @@ def prepare_projector(model: CodeBindModel, args: PathArguments) -> str:
         raise ValueError(f"path.bridges {args.bridges}: the model has no towers for {missing} (it has {sorted(model.towers)})")
     if target in model.quantizers:
         model.remove_path(target)
-    model.decoder = None
+    model.drop_decoder()  # the config says so too, so a saved model loads back without one
     for param in model.parameters():
         param.requires_grad_(False)
     head = attach_projector(model, target, args.projector_hidden_dim)

@@ -374,6 +374,7 @@ def _save_artifacts(model, target: str, config: TrainConfig, result: TrainResult
     if t.save_full_model:
         if target in getattr(model, "lora_settings", {}):
             merge_lora(model, target)  # a self-contained model: LoRA folded into the tower
+        model.drop_decoder()  # the inference artifact: save_pretrained saves what the model holds
         model.save_pretrained(output_dir / "model")
         result.model_dir = output_dir / "model"
     if t.push_to_hub:
