@@ -1,6 +1,7 @@
 """CodeBindModel as transformers expects it: initialisation on the meta device, attention backends, torch.export with
 a dynamic batch, torch.compile parity, get_*_features outputs, and the converted base's untrained-codebook rule."""
 
+import json
 import logging
 import os
 
@@ -174,3 +175,29 @@ def test_a_converted_base_has_no_untrained_codebooks_and_says_so(caplog):
     warnings = [r.getMessage() for r in caplog.records if "unquantised imu embedding" in r.getMessage()]
     assert len(warnings) == 1 and "load_path" in warnings[0] and "quantize=False" in warnings[0]
     assert torch.allclose(first.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_attention_backends_reach_the_vitlens_towers(tmp_path):
+    from safetensors.torch import load_file
+
+    from codebind_hf.convert.vitlens import convert_vitlens_checkpoint
+    from vitlens_bridge import open_clip_state_dict
+
+    folder = os.path.join(os.path.dirname(__file__), "fixtures", "vitlens_tiny")
+    with open(os.path.join(folder, "config.json")) as fh:
+        clip = json.load(fh)["clip_model_config"]
+    torch.save(open_clip_state_dict(clip), tmp_path / "open_clip.bin")
+    model = convert_vitlens_checkpoint(os.path.join(folder, "vitlens_tiny.pth"), os.path.join(folder, "config.json"),
+                                       clip_checkpoint=tmp_path / "open_clip.bin").eval()
+    reference = load_file(os.path.join(folder, "io.safetensors"))
+    with torch.no_grad():
+        sdpa = {m: model.get_features(m, reference[f"input.{m}"], quantize=False) for m in ("eeg", "point")}
+        model.set_attn_implementation("eager")
+        assert _attention_configs(model) == {"eager"}
+        eager = {m: model.get_features(m, reference[f"input.{m}"], quantize=False) for m in ("eeg", "point")}
+        out = model._embed_with_tower_output(
+            "eeg", reference["input.eeg"], quantize=False, output_attentions=True)[1]
+    for modality in sdpa:
+        assert (sdpa[modality] - eager[modality]).abs().max() < 1e-5, modality
+    assert len(out.attentions) == len(model.towers["eeg"].blocks)
+    assert torch.allclose(out.attentions[0].sum(-1), torch.ones_like(out.attentions[0][..., 0]), atol=1e-5)

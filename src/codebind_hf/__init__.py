@@ -18,7 +18,7 @@ from .configuration_codebind import (
     CodeBindConfig,
     CodeBindDecoderConfig,
     DecoderConfig,
-    ImageBindTowerConfig,
+    CodeBindTowerConfig,
     PathConfig,
     QuantizerConfig,
     paper_loss_weights,
@@ -47,7 +47,7 @@ AutoModel.register(CodeBindConfig, CodeBindModel, exist_ok=True)
 AutoProcessor.register(CodeBindConfig, CodeBindProcessor, exist_ok=True)
 # So that the components a saved CodeBindProcessor writes load through their own Auto classes too.
 AutoConfig.register(CodeBindDecoderConfig.model_type, CodeBindDecoderConfig, exist_ok=True)
-AutoConfig.register(ImageBindTowerConfig.model_type, ImageBindTowerConfig, exist_ok=True)
+AutoConfig.register(CodeBindTowerConfig.model_type, CodeBindTowerConfig, exist_ok=True)
 AutoTokenizer.register(CodeBindConfig, slow_tokenizer_class=CodeBindTokenizer, exist_ok=True)
 AutoFeatureExtractor.register(CodeBindConfig, CodeBindFeatureExtractor, exist_ok=True)
 
@@ -57,7 +57,7 @@ __all__ = [
     "QuantizerConfig",
     "DecoderConfig",
     "CodeBindDecoderConfig",
-    "ImageBindTowerConfig",
+    "CodeBindTowerConfig",
     "CodeBindImageProcessor",
     "CodeBindFeatureExtractor",
     "PathConfig",

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_subconfigs import CodeBindDecoderConfig, DecoderConfig, ImageBindTowerConfig, TowerConfigViews
+from .configuration_subconfigs import CodeBindDecoderConfig, DecoderConfig, CodeBindTowerConfig, TowerConfigViews
 from .modalities import MODALITIES, canonical_modality
 
 TOWER_FAMILIES = ("hf", "imagebind", "vitlens")
@@ -189,7 +189,7 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
             sub-config (``config.sub_configs``).
 
     The towers' own configs are typed views: ``config.text_config``, ``config.vision_config``, ... (``None`` for a
-    modality without a tower; the backbone's config class for family ``"hf"``, an [`ImageBindTowerConfig`] for
+    modality without a tower; the backbone's config class for family ``"hf"``, an [`CodeBindTowerConfig`] for
     ``"imagebind"``), and [`~CodeBindConfig.get_text_config`] returns the text tower's.
 
     Example:
@@ -310,7 +310,7 @@ __all__ = [
     "QuantizerConfig",
     "DecoderConfig",
     "CodeBindDecoderConfig",
-    "ImageBindTowerConfig",
+    "CodeBindTowerConfig",
     "PathConfig",
     "paper_loss_weights",
     "normalize_path_config",

@@ -96,20 +96,21 @@ DecoderConfig = CodeBindDecoderConfig
 
 
 @strict(accept_kwargs=True)
-class ImageBindTowerConfig(PreTrainedConfig):
+class CodeBindTowerConfig(PreTrainedConfig):
     r"""
-    Typed view of an ImageBind-family tower (``modalities[m]`` with ``family="imagebind"``), as
-    ``config.<modality>_config`` returns it.
+    Typed view of a tower of this package's own families (``modalities[m]`` with ``family="imagebind"`` or
+    ``"vitlens"``), as ``config.<modality>_config`` returns it; its ``_attn_implementation`` is what the tower's
+    attention layers run.
 
     Args:
-        hidden_size (`int`, *optional*, defaults to 768): token width (``embed_dim``).
-        num_hidden_layers (`int`, *optional*, defaults to 12): trunk blocks (``num_blocks``).
-        num_attention_heads (`int`, *optional*, defaults to 12): heads per block (``num_heads``).
+        hidden_size (`int`, *optional*, defaults to 768): token width (``embed_dim`` / ``width``).
+        num_hidden_layers (`int`, *optional*, defaults to 12): trunk blocks (``num_blocks`` / ``layers``).
+        num_attention_heads (`int`, *optional*, defaults to 12): heads per block (``num_heads`` / ``heads``).
         vocab_size (`int`, *optional*): text towers only.
         max_position_embeddings (`int`, *optional*): text towers only (``context_length``).
     """
 
-    model_type = "codebind_imagebind_tower"
+    model_type = "codebind_tower"
 
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -118,11 +119,12 @@ class ImageBindTowerConfig(PreTrainedConfig):
     max_position_embeddings: int | None = None
 
     @classmethod
-    def from_tower_dict(cls, tower: dict) -> ImageBindTowerConfig:
+    def from_tower_dict(cls, tower: dict) -> CodeBindTowerConfig:
+        """The view of a tower dict: ImageBind's keys (``embed_dim``, ...) or ViT-Lens's (``width``, ...)."""
         return cls(
-            hidden_size=tower.get("embed_dim", 768),
-            num_hidden_layers=tower.get("num_blocks", 12),
-            num_attention_heads=tower.get("num_heads", 12),
+            hidden_size=tower.get("embed_dim", tower.get("width", 768)),
+            num_hidden_layers=tower.get("num_blocks", tower.get("layers", 12)),
+            num_attention_heads=tower.get("num_heads", tower.get("heads", 12)),
             vocab_size=tower.get("vocab_size"),
             max_position_embeddings=tower.get("context_length"),
         )
@@ -132,7 +134,7 @@ def _build_tower_view(tower: dict) -> PreTrainedConfig:
     if tower.get("family") == "hf":
         backbone = dict(tower["backbone"])
         return AutoConfig.for_model(backbone.pop("model_type"), **backbone)
-    return ImageBindTowerConfig.from_tower_dict(tower)
+    return CodeBindTowerConfig.from_tower_dict(tower)
 
 
 class TowerConfigViews:
@@ -175,4 +177,4 @@ def _view_property(modality: str) -> property:
 for _modality in MODALITIES:
     setattr(TowerConfigViews, f"{_modality}_config", _view_property(_modality))
 
-__all__ = ["CodeBindDecoderConfig", "DecoderConfig", "ImageBindTowerConfig", "TowerConfigViews"]
+__all__ = ["CodeBindDecoderConfig", "DecoderConfig", "CodeBindTowerConfig", "TowerConfigViews"]

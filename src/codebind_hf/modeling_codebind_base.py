@@ -25,8 +25,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import logging
 
 from .configuration_codebind import CodeBindConfig
-from .encoders.imagebind import ImageBindTower
 from .encoders.imagebind_layers import ImageBindAttention, ImageBindBlock
+from .encoders.vitlens_layers import EEGPatchEmbed, PerceiverResampler
 from .modules.heads import LogitScale
 from .quantization.quantizer import CompositionalQuantizer, initial_codebook
 
@@ -76,14 +76,24 @@ class CodeBindPreTrainedModel(PreTrainedModel):
             _conv_default_init(module)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, std=std)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):  # ViT-Lens's point lens
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
         elif isinstance(module, nn.MultiheadAttention):
             # The decoder's packed projection, initialised as `nn.MultiheadAttention` does it.
             if module.in_proj_weight is not None:
                 init.xavier_uniform_(module.in_proj_weight)
             if module.in_proj_bias is not None:
                 init.zeros_(module.in_proj_bias)
-        elif isinstance(module, ImageBindTower):
+        elif hasattr(module, "init_embeddings_"):  # ImageBind and ViT-Lens towers: tokens, CLS, positions, mask
             module.init_embeddings_()
+        elif isinstance(module, EEGPatchEmbed):
+            init.normal_(module.pos_emb, std=module.pos_emb.shape[-1] ** -0.5)
+        elif isinstance(module, PerceiverResampler):
+            init.normal_(module.latents, std=1.0)
         elif isinstance(module, ImageBindAttention):
             if module.bias_k is not None:
                 init.xavier_normal_(module.bias_k)
@@ -153,9 +163,10 @@ class CodeBindPreTrainedModel(PreTrainedModel):
 
     # ------------------------------------------------------------------ attention backends
     def _typed_tower_configs(self):
-        """(modality, tower, typed config) for every tower whose attention reads a config we keep in sync."""
+        """(modality, tower, typed config) for every tower whose attention reads a config we keep in sync (this
+        package's families; HF backbones are sub-models that transformers updates itself)."""
         for modality, tower in self.towers.items():
-            if isinstance(tower, ImageBindTower):
+            if self.config.modalities[modality].get("family") != "hf":
                 yield modality, tower, self.config.tower_config(modality)
 
     def _sync_tower_attention(self, requested=None) -> None:

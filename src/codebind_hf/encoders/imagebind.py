@@ -24,11 +24,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from transformers import initialization as init
 
 from .base import ModalityTower, TowerOutput
-from .imagebind_layers import LAYER_SCALE_TYPES, ImageBindBlock, last_blocks_lora_targets
+from .imagebind_layers import LAYER_SCALE_TYPES, ImageBindBlock, last_blocks_lora_targets, run_blocks
 
 IMAGEBIND_MODALITIES: tuple[str, ...] = ("vision", "text", "audio", "depth", "thermal", "imu")
 CODEBIND_EXTRA_MODALITIES: tuple[str, ...] = ("tactile", "eeg")
@@ -424,27 +423,9 @@ class ImageBindTower(ModalityTower):
         if self.pre_norm is not None:
             hidden = self.pre_norm(hidden)
         use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
-        states, weights = ([hidden] if output_hidden_states else None), ([] if output_attentions else None)
-        for block in self.blocks:
-            if use_checkpoint:
-                out = checkpoint(block, hidden, mask, output_attentions, use_reentrant=False)
-            else:
-                out = block(hidden, mask, output_attentions)
-            hidden, attn = out if output_attentions else (out, None)
-            if states is not None:
-                states.append(hidden)
-            if weights is not None:
-                weights.append(attn)
-        if states is not None and not isinstance(output_hidden_states, bool):
-            # A list of indices (transformers' convention) keeps those states (negative ones count from the end).
-            kept = {i % len(states) for i in output_hidden_states}
-            states = [s if i in kept else None for i, s in enumerate(states)]
-        return TowerOutput(
-            last_hidden_state=hidden,
-            pooled_index=pooled,
-            hidden_states=None if states is None else tuple(states),
-            attentions=None if weights is None else tuple(weights),
-        )
+        hidden, states, weights = run_blocks(self.blocks, hidden, mask, use_checkpoint, output_hidden_states,
+                                             output_attentions)
+        return TowerOutput(last_hidden_state=hidden, pooled_index=pooled, hidden_states=states, attentions=weights)
 
     def set_attention_config(self, config) -> None:
         """Let every attention layer read its kernel (``config._attn_implementation``) from ``config``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 LAYER_SCALE_TYPES = (None, "per_channel", "scalar")
 
@@ -187,6 +188,45 @@ class ImageBindBlock(nn.Module):
         return (x, weights) if output_attentions else x
 
 
+def run_blocks(
+    blocks: nn.ModuleList,
+    hidden: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    checkpointed: bool = False,
+    output_hidden_states: bool | list[int] = False,
+    output_attentions: bool = False,
+) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+    """A trunk of [`ImageBindBlock`]s: the last tokens, and the hidden states (trunk input then every block's output;
+    for a list of indices only those, the others `None`) and attention weights when asked.
+
+    Example:
+
+    ```python
+    >>> blocks = nn.ModuleList(ImageBindBlock(8, 2, add_bias_kv=False) for _ in range(2))
+    >>> out, states, weights = run_blocks(blocks, torch.randn(1, 3, 8), output_hidden_states=True, output_attentions=True)
+    >>> len(states), weights[0].shape
+    (3, torch.Size([1, 2, 3, 3]))
+
+    ```
+    """
+    states = [hidden] if output_hidden_states else None
+    weights = [] if output_attentions else None
+    for block in blocks:
+        if checkpointed:
+            out = checkpoint(block, hidden, mask, output_attentions, use_reentrant=False)
+        else:
+            out = block(hidden, mask, output_attentions)
+        hidden, attn = out if output_attentions else (out, None)
+        if states is not None:
+            states.append(hidden)
+        if weights is not None:
+            weights.append(attn)
+    if states is not None and not isinstance(output_hidden_states, bool):
+        kept = {i % len(states) for i in output_hidden_states}  # transformers' convention: negative from the end
+        states = [s if i in kept else None for i, s in enumerate(states)]
+    return hidden, (None if states is None else tuple(states)), (None if weights is None else tuple(weights))
+
+
 def last_blocks_lora_targets(num_blocks: int, last_n_blocks: int, prefix: str = "blocks") -> list[str]:
     """LoRA targets of [`ImageBindBlock`] trunks: the ``qkv``, ``out_proj``, ``fc1`` and ``fc2`` linears of the last
     ``last_n_blocks`` of ``num_blocks`` blocks held in the ModuleList ``prefix`` (a count above ``num_blocks`` selects
@@ -206,4 +246,5 @@ def last_blocks_lora_targets(num_blocks: int, last_n_blocks: int, prefix: str = 
     return [f"{prefix}.{i}.{name}" for i in range(max(0, num_blocks - last_n_blocks), num_blocks) for name in names]
 
 
-__all__ = ["DropPath", "ImageBindAttention", "ImageBindMLP", "ImageBindBlock", "LAYER_SCALE_TYPES", "last_blocks_lora_targets"]
+__all__ = ["DropPath", "ImageBindAttention", "ImageBindMLP", "ImageBindBlock", "LAYER_SCALE_TYPES", "last_blocks_lora_targets",
+           "run_blocks"]

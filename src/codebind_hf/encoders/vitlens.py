@@ -24,10 +24,10 @@ import math
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from transformers import initialization as init
 
 from .base import ModalityTower, TowerOutput
-from .imagebind_layers import ImageBindBlock, last_blocks_lora_targets
+from .imagebind_layers import ImageBindBlock, last_blocks_lora_targets, run_blocks
 from .vitlens_layers import EEGPatchEmbed, LensOutput, PerceiverResampler, PointTokenizer
 
 VITLENS_STEMS = ("point", "eeg", "patch", "tokens")
@@ -312,7 +312,8 @@ class ViTLensTower(ModalityTower):
                 raise TypeError(f"text inputs must be integer token ids, got dtype {x.dtype}")
             if x.ndim != 2 or x.shape[1] != context:
                 raise ValueError(f"text token ids must have shape (batch, {context}), got {tuple(x.shape)}")
-            if x.numel() and (x.min() < 0 or x.max() >= vocab):
+            # A value check needs the data: done eagerly, left out of a traced/compiled graph.
+            if not torch.compiler.is_compiling() and x.numel() and (x.min() < 0 or x.max() >= vocab):
                 raise ValueError(f"text token ids must lie in [0, {vocab}), got values in [{int(x.min())}, {int(x.max())}]")
             return
         if not x.is_floating_point():
@@ -345,13 +346,22 @@ class ViTLensTower(ModalityTower):
         cls = self.class_embedding.to(tokens.dtype).expand(tokens.shape[0], 1, -1)
         return self.ln_pre(torch.cat([cls, tokens], dim=1) + self.positional_embedding.to(tokens.dtype))
 
-    def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TowerOutput:
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] = False,
+        output_attentions: bool = False,
+    ) -> TowerOutput:
         """Encode a batch.
 
         Args:
             inputs (`torch.Tensor`): a batch in the layout of the module docstring.
             attention_mask (`torch.LongTensor` of shape `(batch, context_length)`, *optional*): text only, and not
                 needed: the causal mask keeps padding after the EOS token out of the pooled state.
+            output_hidden_states (`bool` or `list[int]`, *optional*): also return the trunk input and every block's
+                output (only those indices, the others `None`, for a list).
+            output_attentions (`bool`, *optional*): also return every trunk block's attention weights.
 
         Returns:
             [`TowerOutput`]: ``last_hidden_state`` `(batch, num_tokens, width)` (before ``ln_post``) and
@@ -371,9 +381,26 @@ class ViTLensTower(ModalityTower):
         else:
             mask, pooled = None, torch.zeros(inputs.shape[0], dtype=torch.long, device=inputs.device)
         use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        hidden, states, weights = run_blocks(self.blocks, hidden, mask, use_checkpoint, output_hidden_states,
+                                             output_attentions)
+        return TowerOutput(last_hidden_state=hidden, pooled_index=pooled, hidden_states=states, attentions=weights)
+
+    def set_attention_config(self, config) -> None:
+        """Let every trunk attention layer read its kernel (``config._attn_implementation``) from ``config`` (the
+        lens's perceiver keeps SDPA: it returns no weights and has no eager variant in the reference)."""
         for block in self.blocks:
-            hidden = checkpoint(block, hidden, mask, use_reentrant=False) if use_checkpoint else block(hidden, mask)
-        return TowerOutput(last_hidden_state=hidden, pooled_index=pooled)
+            block.attn.config = config
+
+    @torch.no_grad()
+    def init_embeddings_(self) -> None:
+        """The construction-time initialisation of the class token and positions (through
+        `transformers.initialization`, so loaded weights are left alone)."""
+        if self.stem_kind == "tokens":
+            init.normal_(self.positional_embedding, std=0.01)
+        else:
+            scale = self.hidden_size**-0.5
+            init.normal_(self.class_embedding, std=scale)
+            init.normal_(self.positional_embedding, std=scale)
 
     # ------------------------------------------------------------------ training helpers
     def lora_target_modules(self, last_n_blocks: int) -> list[str]:
