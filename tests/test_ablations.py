@@ -7,7 +7,7 @@ import torch
 from codebind_hf import CodeBindModel
 from codebind_hf.training.config import TrainConfig
 from codebind_hf.training.train_path import train
-from tiny_models import tiny_config
+from tiny_models import mark_codebooks_trained, tiny_config
 from training_toys import ToyProcessor, tiny_run_values, tiny_training_workdir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -15,7 +15,8 @@ ALL_TERMS = {"align", "recon", "vq", "ctr", "cuni", "cm", "orth", "uni"}
 
 
 def _model(**path) -> CodeBindModel:
-    return CodeBindModel(tiny_config(paths={"depth": {"bridges": ["text", "vision"], **path}}))
+    # random codebooks flagged trained: these tests check what each switch builds and quantises, not training
+    return mark_codebooks_trained(CodeBindModel(tiny_config(paths={"depth": {"bridges": ["text", "vision"], **path}})))
 
 
 def _batch(n: int = 4) -> dict:

@@ -138,6 +138,8 @@ class CodeBindPreTrainedModel(PreTrainedModel):
         if not (quantize or with_specific):
             return None, False
         path = self.resolve_path(modality, path)
+        if with_specific and not self.config.path_has_specific(path, modality):
+            raise ValueError(f"Path {path!r} has no specific part (use_decoupling: false); use part='shared'")
         if not quantize:
             return path, False
         trained = self.codebooks_trained(path, modality, with_specific)
