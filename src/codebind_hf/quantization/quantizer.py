@@ -4,8 +4,8 @@ A ``d``-dim vector is cut into ``m = d / d*`` sub-vectors of ``d*`` dims; every 
 L2-normalised and snapped to the nearest (by cosine) of ``K`` unit-norm codevectors of one
 codebook. All codebook state lives in buffers so a ``state_dict`` goes to safetensors as is.
 
-Assignment is a chunked dot-product argmax followed by a gather (on CUDA with Triton: a fused kernel
-that never writes the scores): no one-hot matrices and no ``(N, m, K)`` tensor unless distances are
+Assignment is a chunked dot-product argmax followed by a gather (on CUDA with Triton, and on CPU when a C++
+compiler is present: a kernel that never writes the scores): no one-hot matrices and no ``(N, m, K)`` tensor unless distances are
 explicitly requested.
 """
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .cpu_kernel import cpu_nearest_code, cpu_nearest_code_available
 from .kernels import fused_nearest_code, fused_nearest_code_available
 
 # Scores computed per chunk of the assignment (rows * K elements): small on CPU so each chunk's
@@ -90,9 +91,20 @@ def _sample_rows_synced(rows: torch.Tensor, num: int) -> torch.Tensor | None:
 
 
 def nearest_codes(rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Index of the max-dot-product centre of each row, chunked so scores stay ``(chunk, K)``."""
+    """Index of the max-dot-product centre of each row (the first such centre on ties).
+
+    On CUDA a fused Triton kernel; on CPU the register-blocked kernel of ``cpu_kernel`` when it can be built (same
+    indices as the chunked torch path, which it falls back to); else the chunked torch path.
+    """
     if fused_nearest_code_available(rows, centers):
         return fused_nearest_code(rows, centers)
+    if cpu_nearest_code_available(rows, centers):
+        return cpu_nearest_code(rows, centers, settle=_nearest_codes_torch)
+    return _nearest_codes_torch(rows, centers)
+
+
+def _nearest_codes_torch(rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """The reference search: chunked so scores stay ``(chunk, K)``; ``torch.max`` keeps the first maximum."""
     indices = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
     budget = _ASSIGN_CHUNK_ELEMENTS if rows.device.type == "cpu" else _ASSIGN_CHUNK_ELEMENTS_GPU
     chunk = max(1, budget // centers.shape[0])
