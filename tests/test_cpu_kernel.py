@@ -80,3 +80,5 @@ def test_availability_checks_device_dtype_and_size():
     assert not cpu_kernel.cpu_nearest_code_available(rows.double(), centers.double())
     assert not cpu_kernel.cpu_nearest_code_available(rows[:10], centers)  # below MIN_SCORES: torch path
     assert not cpu_kernel.cpu_nearest_code_available(rows[:, :4], centers)
+    wide = _unit(4096, 64, 9)  # wide rows: BLAS is efficient there, the torch path stays
+    assert not cpu_kernel.cpu_nearest_code_available(wide, _unit(1024, 64, 10))

@@ -36,6 +36,8 @@ _SOURCE = Path(__file__).with_name("csrc") / "nearest_code.cpp"
 _LANES = 16  # codes per register tile; the kernel's kLanes
 # Below this many scores (rows * K) the torch path is fast enough and no build is triggered.
 MIN_SCORES = 1 << 20
+# Widest rows the kernel takes: past a few dozen dims BLAS is compute-bound and the max is no longer the cost.
+MAX_DIM = 32
 # Rows per thread task: large enough that a task's work dwarfs starting it.
 _ROWS_PER_TASK = 1 << 15
 _ERROR_MARGIN = 8.0  # certified margin in units of γ_d |r| max|c|: 4 needed, 2x slack for the bound's own rounding
@@ -90,8 +92,9 @@ def _load() -> ctypes.CDLL | None:
 
 
 def cpu_nearest_code_available(rows: torch.Tensor, centers: torch.Tensor, min_scores: int = MIN_SCORES) -> bool:
-    """Whether :func:`cpu_nearest_code` applies: fp32 CPU tensors ``(R, d)`` and ``(K, d)``, at least
-    ``min_scores`` scores, fp32 matmuls at full precision (the exactness argument assumes it), kernel built."""
+    """Whether :func:`cpu_nearest_code` applies: fp32 CPU tensors ``(R, d)`` and ``(K, d)`` with ``d <= MAX_DIM``,
+    at least ``min_scores`` scores, fp32 matmuls at full precision (the exactness argument assumes it), and the
+    kernel built."""
     return (
         os.environ.get("CODEBIND_CPU_KERNEL", "1") != "0"
         and rows.device.type == "cpu"
@@ -101,6 +104,7 @@ def cpu_nearest_code_available(rows: torch.Tensor, centers: torch.Tensor, min_sc
         and rows.ndim == 2
         and centers.ndim == 2
         and rows.shape[1] == centers.shape[1]
+        and rows.shape[1] <= MAX_DIM
         and 1 <= centers.shape[0] < 1 << 31
         and rows.shape[0] * centers.shape[0] >= min_scores
         and torch.get_float32_matmul_precision() == "highest"
@@ -160,4 +164,4 @@ def cpu_nearest_code(
     return out
 
 
-__all__ = ["MIN_SCORES", "cpu_nearest_code", "cpu_nearest_code_available"]
+__all__ = ["MAX_DIM", "MIN_SCORES", "cpu_nearest_code", "cpu_nearest_code_available"]
