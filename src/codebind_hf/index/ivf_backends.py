@@ -3,9 +3,8 @@
 - ``spherical_kmeans``: the coarse centroids, k-means by cosine over decoded (unit) shared embeddings, fed in
   chunks so a large training sample never exists as floats all at once.
 - ``ivf_torch_search``: the inverted-list search in torch. Queries probe their ``nprobe`` nearest centroids; the
-  work is then done list by list: a list's packed codes are unpacked once and scored, through ``F.embedding_bag``
-  over the lookup tables of all the queries probing it (the flat backend's kernel), and each (query, probe)
-  pair keeps its top ``k``; a last top-``k`` merges a query's probes.
+  work is then done list by list: a list's codes are decoded once and scored by a matmul against all the
+  queries probing it, and each (query, probe) pair keeps its top ``k``; a last top-``k`` merges a query's probes.
 - ``FaissIVFBackend``: a faiss ``IndexIVFPQ`` with ``by_residual = False`` (codes encode the vectors themselves,
   not residuals to the centroid), the same centroids in its ``IndexFlatIP`` coarse quantizer and the shared
   codebook in all ``m`` PQ sub-quantizers; items enter through ``add_sa_codes`` as their list number followed by
@@ -21,13 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ..quantization.quantizer import nearest_codes
-from .backends import _merge_topk, _unpack, lookup_tables
+from .backends import _merge_topk, _unpack
 
-# Items unpacked and scored per step of a list; queries whose tables are held at once (<= 64 and <= 32 MiB).
-_ITEM_CHUNK = 16384
-_QUERY_BLOCK = 64
-_TABLE_BYTES = 32 << 20
-# Rows decoded to floats at a time by k-means and list assignment (4096 x 1024 floats = 16 MiB).
+# Rows decoded to floats at a time by k-means, list assignment and search (4096 x 1024 floats = 16 MiB).
 _DECODE_CHUNK = 4096
 
 
@@ -83,6 +78,11 @@ def ivf_torch_search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` of ``Σ_h <queries_h, codebook[code_h]>`` over the items of each query's probed lists.
 
+    Work goes list by list: a list's items are decoded once (``codebook[code_h]`` concatenated, not normalised) and
+    scored by one matmul against all the queries probing it. A probe touches a few hundred items, too few for
+    lookup tables (``m * K`` entries per query and probe) to pay off, and dense matmuls beat table gathers per
+    score; the sums are the tables' up to float rounding.
+
     Args:
         queries (`torch.FloatTensor` of shape `(Q, m * d*)`)
         probes (`torch.LongTensor` of shape `(Q, P)`): the lists each query scans (see :func:`probe_lists`).
@@ -97,11 +97,9 @@ def ivf_torch_search(
         `(scores, rows)`: `(Q, k)` float32 sums, best first, and rows of ``packed``; ``-inf`` and ``-1`` pad the
         hits of a query whose probed lists hold fewer than ``k`` items.
     """
-    size, sub_dim = codebook.shape
     num_queries, num_probes = probes.shape
-    m = queries.shape[1] // sub_dim
-    code_offsets = (torch.arange(m) * size).int()
-    block = max(1, min(_QUERY_BLOCK, _TABLE_BYTES // (4 * m * size)))
+    dim = queries.shape[1]
+    m = dim // codebook.shape[1]
     best_scores = torch.full((num_queries * num_probes, k), float("-inf"))
     best_rows = torch.full((num_queries * num_probes, k), -1, dtype=torch.long)
     pair_lists = probes.reshape(-1)  # pair p = (query p // P, its probe p % P)
@@ -111,20 +109,18 @@ def ivf_torch_search(
     for pairs, (start, stop) in zip(order.split(counts.tolist()), bounds):
         if stop == start:
             continue
-        for p_start in range(0, pairs.shape[0], block):
-            chunk_pairs = pairs[p_start : p_start + block]
-            tables = lookup_tables(queries[chunk_pairs // num_probes], codebook)  # (c, m, K)
-            weight = tables.permute(1, 2, 0).reshape(m * size, -1).contiguous()
-            best = None
-            for i_start in range(start, stop, _ITEM_CHUNK):
-                i_stop = min(i_start + _ITEM_CHUNK, stop)
-                bags = _unpack(packed[i_start:i_stop], m, bits).int() + code_offsets
-                scores = F.embedding_bag(bags, weight, mode="sum").t()  # (c, items)
-                top = scores.topk(min(k, scores.shape[1]), dim=1)
-                best = _merge_topk(best, top.values, top.indices + i_start, min(k, i_stop - start))
-            width = best[0].shape[1]
-            best_scores[chunk_pairs, :width] = best[0]
-            best_rows[chunk_pairs, :width] = best[1]
+        probing = queries[pairs // num_probes]
+        best = None
+        for i_start in range(start, stop, _DECODE_CHUNK):
+            i_stop = min(i_start + _DECODE_CHUNK, stop)
+            codes = _unpack(packed[i_start:i_stop], m, bits).reshape(-1)
+            vectors = codebook.index_select(0, codes).view(i_stop - i_start, dim)
+            scores = probing @ vectors.t()  # (pairs, items)
+            top = scores.topk(min(k, scores.shape[1]), dim=1)
+            best = _merge_topk(best, top.values, top.indices + i_start, min(k, i_stop - start))
+        width = best[0].shape[1]
+        best_scores[pairs, :width] = best[0]
+        best_rows[pairs, :width] = best[1]
     merged = best_scores.view(num_queries, num_probes * k).topk(k, dim=1)
     rows = best_rows.view(num_queries, num_probes * k).gather(1, merged.indices)
     return merged.values, rows
