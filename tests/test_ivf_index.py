@@ -18,6 +18,7 @@ BACKENDS = ["torch", pytest.param("faiss", marks=pytest.mark.skipif(not HAS_FAIS
 
 @pytest.fixture(scope="module")
 def quantizer():
+    torch.manual_seed(0)  # k-means draws from the global generator; a module fixture runs before the per-test seed
     q = CompositionalQuantizer(codebook_size=64, codevector_dim=8)
     q.kmeans_init_(torch.randn(512, 64, generator=torch.Generator().manual_seed(0)), iters=3)
     return q
@@ -244,3 +245,26 @@ def test_from_flat_keeps_items_ids_and_metadata(quantizer):
     assert index.metadata == [flat.metadata[r] for r in rows]
     queries = _data(4, 12)
     assert index.search(queries, 7, nprobe=5)[1] == flat.search(queries, 7)[1]
+
+
+def test_an_interrupted_merge_leaves_an_index_that_refuses_use(quantizer, monkeypatch):
+    from codebind_hf.index import ivf as ivf_module
+
+    index, data = _ivf(quantizer, n=120, num_lists=4)
+    index.add(data[:3], ids=["x", "y", "z"])
+    calls = []
+
+    def interrupted(values):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(values)
+
+    original = ivf_module._objects
+    monkeypatch.setattr(ivf_module, "_objects", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        index.search(data[:1], k=1)
+    monkeypatch.setattr(ivf_module, "_objects", original)
+    for use in (lambda: index.search(data[:1], k=1), lambda: index.add(data[:1], ids=["w"]), lambda: index.ids):
+        with pytest.raises(RuntimeError, match="lost items .* load or rebuild it"):
+            use()

@@ -131,8 +131,8 @@ def embed_dataset(
         write_dir_atomically(folder, lambda staging: datasets.Dataset.from_dict(rows).save_to_disk(str(staging)), ())
         if progress:
             print(f"[process {state.process_index}] {folder.name}: {len(rows['id'])} rows", flush=True)
-    seconds = time.perf_counter() - began
     state.wait_for_everyone()
+    seconds = time.perf_counter() - began  # until the slowest process is done
 
     final = output_dir / "dataset"
     if state.is_main_process:
@@ -144,7 +144,7 @@ def embed_dataset(
             _build_index(model, modality, codec, datasets.load_from_disk(str(final)), output_dir / "index", index,
                          ivf_lists)  # fmt: skip
         manifest = json.loads(manifest_path.read_text())
-        manifest.update(complete=True, rows=len(dataset), index=index, embed_seconds_main_process=seconds)
+        manifest.update(complete=True, rows=len(dataset), index=index, embed_seconds=seconds, processes=state.num_processes)
         write_file_atomically(manifest_path, json.dumps(manifest, indent=2))
     state.wait_for_everyone()
     return datasets.load_from_disk(str(final))

@@ -102,9 +102,10 @@ class CodeBindIVFIndex:
         self._ids: list[str] = []
         self._metadata: list[dict | None] = []  # None for items added without metadata (read back as {})
         self._known: set[str] = set()
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, list[str], list[dict | None]]] = []
+        self._pending = _AddBuffer(self.bytes_per_item)
         self._faiss_ivf: FaissIVFBackend | None = None
         self._faiss_flat: FaissPQBackend | None = None
+        self._broken = False
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -152,7 +153,7 @@ class CodeBindIVFIndex:
         return self.centroids is not None
 
     def __len__(self) -> int:
-        return len(self._ids) + sum(len(ids) for _, _, ids, _ in self._pending)
+        return len(self._ids) + len(self._pending)
 
     def __repr__(self) -> str:
         return (
@@ -164,8 +165,7 @@ class CodeBindIVFIndex:
     @property
     def nbytes(self) -> int:
         """Bytes of code storage: packed codes (``len(self) * bytes_per_item``) plus the list offsets."""
-        pending = sum(packed.numel() + lists.numel() * 8 for packed, lists, _, _ in self._pending)
-        return self._packed.numel() + self._offsets.numel() * 8 + pending
+        return self._packed.numel() + self._offsets.numel() * 8 + self._pending.nbytes
 
     @property
     def ids(self) -> list[str]:
@@ -246,6 +246,7 @@ class CodeBindIVFIndex:
             self.check_codebook(codebook)
         if not self.is_trained:
             raise ValueError("the index is not trained: call train(sample_embeddings) or train_codes(codes) first")
+        self._check_usable()
         # A scratch flat index checks codes, ids (unique within the batch) and metadata (dicts, JSON) as the flat
         # index does, and packs the codes.
         scratch = CodeBindIndex(self.codebook, self.embed_dim, backend="torch")
@@ -257,7 +258,7 @@ class CodeBindIVFIndex:
         codes = torch.as_tensor(codes).long()
         lists = assign_lists(lambda start, stop: self._codec.decode(codes[start:stop]), len(codes), self.centroids)
         entries = [None] * len(codes) if metadata is None else scratch.metadata
-        self._pending.append((scratch.packed_codes, lists, scratch.ids, entries))
+        self._pending.append(scratch.packed_codes, lists, scratch.ids, entries)
         self._known.update(scratch.ids)
         self._faiss_ivf = self._faiss_flat = None  # rows move when the buffer is merged; rebuilt on demand
 
@@ -281,31 +282,48 @@ class CodeBindIVFIndex:
 
     def _consolidate(self) -> None:
         """Merge the buffer of added items into the grouped storage: one counting sort into a new array; each
-        list keeps its stored items first, then the added ones in the order they came."""
-        if not self._pending:
+        list keeps its stored items first, then the added ones in the order they came.
+
+        Each merged batch is freed at once (no second copy of the codes stays resident), so a merge cut short
+        (an error, ``KeyboardInterrupt``) loses items: the index then refuses further use rather than answer
+        without them.
+        """
+        self._check_usable()
+        if not len(self._pending):
             return
+        try:
+            self._merge()
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _check_usable(self) -> None:
+        if self._broken:
+            raise RuntimeError("this index lost items when merging its added items was interrupted; load or rebuild it")
+
+    def _merge(self) -> None:
         old_counts = self._offsets.diff()
-        counts = old_counts.clone()
-        for _, lists, _, _ in self._pending:
-            counts += torch.bincount(lists, minlength=self.num_lists)
+        stored = torch.repeat_interleave(torch.arange(self.num_lists), old_counts)
+        batches = [(self._packed, stored, self._ids, self._metadata), *self._pending.batches()]
+        counts = old_counts + sum(torch.bincount(lists, minlength=self.num_lists) for _, lists, _, _ in batches[1:])
         offsets = _offsets_of(counts)
         total = int(offsets[-1])
         packed = torch.empty(total, self.bytes_per_item, dtype=torch.uint8)
         ids, metadata = np.empty(total, dtype=object), np.empty(total, dtype=object)
         fill = offsets[:-1].clone()
-        batches = [(self._packed, torch.repeat_interleave(torch.arange(self.num_lists), old_counts), self._ids,
-                    self._metadata), *self._pending]  # fmt: skip
-        self._packed, self._ids, self._metadata, self._pending = None, [], [], []
+        self._packed, self._ids, self._metadata = None, [], []
+        self._pending = _AddBuffer(self.bytes_per_item)
         for i, (chunk, lists, chunk_ids, chunk_meta) in enumerate(batches):
             batches[i] = None  # free each batch once merged
             order = lists.argsort(stable=True)
             per_list = torch.bincount(lists, minlength=self.num_lists)
             first = _offsets_of(per_list)[:-1]
             sorted_lists = lists[order]
-            positions = fill[sorted_lists] + torch.arange(len(order)) - first[sorted_lists]
-            packed[positions] = chunk[order]
-            ids[positions.numpy()] = _objects(chunk_ids)[order.numpy()]
-            metadata[positions.numpy()] = _objects(chunk_meta)[order.numpy()]
+            target = torch.empty_like(order)  # where each row of the batch goes, in the batch's own order
+            target[order] = fill[sorted_lists] + torch.arange(len(order)) - first[sorted_lists]
+            packed.index_copy_(0, target, chunk)  # no sorted copy of the batch
+            ids[target.numpy()] = _objects(chunk_ids)
+            metadata[target.numpy()] = _objects(chunk_meta)
             fill += per_list
         self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids.tolist(), metadata.tolist()
 
@@ -460,6 +478,52 @@ class CodeBindIVFIndex:
             return cls.load(repo_id_or_dir, backend, codebook, mmap)
         folder = download_snapshot(str(repo_id_or_dir), list(_FILES), revision=revision, token=token)
         return cls.load(folder, backend, codebook, mmap)
+
+
+class _AddBuffer:
+    """Items added since the last merge: packed codes and list numbers copied into blocks of ``ROWS`` rows, ids and
+    metadata appended to one list each.
+
+    A block (40 MiB of 160-byte codes) is past glibc's largest mmap threshold, so it gets a mapping of its own.
+    Keeping every ``add``'s small arrays instead would pepper the heap between the encoder's large temporaries and
+    stop it from shrinking: a million-item build then held several times its codes in RSS.
+    """
+
+    ROWS = 1 << 18
+
+    def __init__(self, width: int):
+        self.width, self.fill = width, 0
+        self.blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.ids: list[str] = []
+        self.metadata: list[dict | None] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * (self.width + 8)
+
+    def append(self, packed: torch.Tensor, lists: torch.Tensor, ids: list[str], metadata: list) -> None:
+        done = 0
+        while done < len(ids):
+            if not self.blocks or self.fill == self.ROWS:
+                self.blocks.append((torch.empty(self.ROWS, self.width, dtype=torch.uint8), torch.empty(self.ROWS, dtype=torch.long)))
+                self.fill = 0
+            take = min(self.ROWS - self.fill, len(ids) - done)
+            codes, numbers = self.blocks[-1]
+            codes[self.fill : self.fill + take] = packed[done : done + take]
+            numbers[self.fill : self.fill + take] = lists[done : done + take]
+            self.fill, done = self.fill + take, done + take
+        self.ids.extend(ids)
+        self.metadata.extend(metadata)
+
+    def batches(self):
+        """``(packed, lists, ids, metadata)`` per block, in the order added."""
+        for b, (codes, numbers) in enumerate(self.blocks):
+            rows = self.ROWS if b < len(self.blocks) - 1 else self.fill
+            span = slice(b * self.ROWS, b * self.ROWS + rows)
+            yield codes[:rows], numbers[:rows], self.ids[span], self.metadata[span]
 
 
 def _offsets_of(counts: torch.Tensor) -> torch.Tensor:
