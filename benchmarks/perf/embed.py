@@ -41,7 +41,7 @@ def make_inputs(folder: Path, rows: int, width: int, layers: int) -> None:
                     "depth": {"family": "hf", "backbone": vit}},  # fmt: skip
         paths={"depth": {"bridges": ["vision"]}},
         embed_dim=256,
-        specific_dim=64,
+        specific_dim=256,
         quantizer={"shared_codebook_size": 1024, "specific_codebook_size": 64},
         decoder={"enabled": False},
     )

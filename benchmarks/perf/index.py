@@ -15,8 +15,9 @@ and loaded back memory-mapped before it is searched. Measured in one run:
   the float32 embeddings, timed chunk by chunk): queries/s (k = 10), Recall@10 against exact float search, and
   against brute force over the decoded vectors (must be 1.0);
 - IVF search for ``nprobe`` in ``--nprobes`` (torch, and faiss ``IndexIVFPQ``): queries/s and Recall@10 against the
-  exhaustive torch code search (faiss' exhaustive search returns the same hits: ``exhaustive_same_hits_as_torch``); the headline ``nprobe`` is the smallest whose recall reaches
-  ``--target-recall``, and its speed-up is IVF queries/s over exhaustive queries/s;
+  exhaustive torch code search (faiss' exhaustive search returns the same hits: ``exhaustive_same_hits_as_torch``);
+  the headline ``nprobe`` is the smallest whose recall reaches ``--target-recall``, and its speed-up is IVF
+  queries/s over exhaustive queries/s;
 - bytes per item (packed codes + list offsets, in memory) and ``index_bytes`` (the saved folder: codes, lists,
   centroids, codebook and the ids in ``index.json``); build time (encode + list assignment + merge, and the
   coarse k-means apart), peak RSS: the process' high-water mark, and its growth over the RSS before the index
@@ -25,8 +26,9 @@ and loaded back memory-mapped before it is searched. Measured in one run:
 Run: ``python benchmarks/perf/index.py [--items 20000]`` (``--items 1000000`` for the README's figures); the last
 line is ``RESULT {json}`` with ``compression_vs_float32``, ``recall_at_10`` (exhaustive torch code search against
 exact float search), ``ivf_speedup_vs_exhaustive``, ``ivf_recall_at_10_vs_exhaustive``, ``ivf_nprobe`` (torch
-backend; the faiss figures under ``faiss``), ``bytes_per_item``, ``index_bytes``, ``peak_rss_bytes`` and
-``peak_rss_growth_bytes``.
+backend; the faiss figures under ``faiss``), ``bytes_per_item``, ``index_bytes``, ``peak_rss_bytes``,
+``peak_rss_growth_bytes`` and ``peak_rss_growth_vs_index``. ``--threads 1`` gives steadier ratios on a shared
+machine (many small parallel ops wait on busy cores).
 """
 
 from __future__ import annotations

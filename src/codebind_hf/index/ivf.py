@@ -508,7 +508,8 @@ class _AddBuffer:
         done = 0
         while done < len(ids):
             if not self.blocks or self.fill == self.ROWS:
-                self.blocks.append((torch.empty(self.ROWS, self.width, dtype=torch.uint8), torch.empty(self.ROWS, dtype=torch.long)))
+                codes = torch.empty(self.ROWS, self.width, dtype=torch.uint8)
+                self.blocks.append((codes, torch.empty(self.ROWS, dtype=torch.long)))
                 self.fill = 0
             take = min(self.ROWS - self.fill, len(ids) - done)
             codes, numbers = self.blocks[-1]
