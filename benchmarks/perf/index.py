@@ -1,29 +1,46 @@
-"""Compact code index: bytes per item, build and query rates, and Recall@10 against exact float search.
+"""Code indexes: bytes per item, build and query rates, Recall@10; the IVF index against exhaustive code search.
 
 Shared embeddings come from a model: a CodeBind shared head (``ProjectionHead``: LayerNorm + Linear, 768 -> 1024)
 with random weights over clustered 768-d "tower" features (``--clusters`` centres, items and queries are noisy
-members), L2-normalised as ``get_features(..., quantize=False)`` returns them. The shared codebook (K = 1024,
-d* = 8, so m = 128 codes of 10 bits) is k-means-initialised on (the first ``--kmeans-items`` of) the items
-(``CompositionalQuantizer.kmeans_init_``), as CodeBind training starts. Measured for the torch backend and
-(when installed) the faiss backend:
+members), L2-normalised as ``get_features(..., quantize=False)`` returns them, generated in chunks of ``--chunk``
+items (a million float32 embeddings would take 4 GB). The shared codebook (K = 1024, d* = 8, so m = 128 codes of
+10 bits) is k-means-initialised on the first ``--kmeans-items`` items (``CompositionalQuantizer.kmeans_init_``), as
+CodeBind training starts. Items are encoded chunk by chunk into a `CodeBindIVFIndex` (``--lists`` inverted lists,
+default the power of two nearest to sqrt(items), trained on the first ``--train-items``), which is saved, dropped
+and loaded back memory-mapped before it is searched. Measured in one run:
 
-- bytes/item of the packed codes (in memory and in ``codes.safetensors``) against a float32 vector (4096 B);
-- build rate (float embeddings encoded and added per second; the same for both backends, faiss takes the codes as
-  they are) and query rate (queries per second, k = 10), next to exact float search (one matmul + top-k over the
-  float32 embeddings) measured in the same run;
-- Recall@10 = |top-10 of code search ∩ top-10 of exact search over the unquantised float embeddings| / 10,
-  averaged over queries; also the fraction of queries whose exact nearest neighbour is in the code top-10
-  ("1-recall@10"), and Recall@10 against brute force over the decoded vectors, which must be 1.0.
+- exhaustive code search over all items (the flat `CodeBindIndex` search, run on the IVF's codes through
+  ``search_exhaustive``: torch, and faiss ``IndexPQ`` when installed, timed on ``--faiss-exhaustive-queries``
+  queries as it is slow with 10-bit codes) and exact float search (matmul + top-k over
+  the float32 embeddings, timed chunk by chunk): queries/s (k = 10), Recall@10 against exact float search, and
+  against brute force over the decoded vectors (must be 1.0);
+- IVF search for ``nprobe`` in ``--nprobes`` (torch, and faiss ``IndexIVFPQ``): queries/s and Recall@10 against the
+  exhaustive torch code search (faiss' exhaustive search returns the same hits: ``exhaustive_same_hits_as_torch``);
+  the headline ``nprobe`` is the smallest whose recall reaches ``--target-recall``, and its speed-up is IVF
+  queries/s over exhaustive queries/s;
+- bytes per item (packed codes + list offsets, in memory) and ``index_bytes`` (the saved folder: codes, lists,
+  centroids, codebook and the ids in ``index.json``); build time (encode + list assignment + merge, and the
+  coarse k-means apart), peak RSS: the process' high-water mark, and its growth over the RSS before the index
+  existed (sampled every 2 ms), for the torch phase (build, save, load, search) and then with faiss' copies.
 
-Run: ``python benchmarks/perf/index.py [--items 20000]``; the last line is ``RESULT {json}`` with
-``compression_vs_float32`` and ``recall_at_10`` (against exact float search, torch backend).
+Run: ``python benchmarks/perf/index.py [--items 20000]`` (``--items 1000000`` for the README's figures); the last
+line is ``RESULT {json}`` with ``compression_vs_float32``, ``recall_at_10`` (exhaustive torch code search against
+exact float search), ``ivf_speedup_vs_exhaustive``, ``ivf_recall_at_10_vs_exhaustive``, ``ivf_nprobe`` (torch
+backend; the faiss figures under ``faiss``), ``bytes_per_item``, ``index_bytes``, ``peak_rss_bytes``,
+``peak_rss_growth_bytes`` and ``peak_rss_growth_vs_index``. ``--threads 1`` gives steadier ratios on a shared
+machine (many small parallel ops wait on busy cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import math
+import os
+import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,37 +48,184 @@ import torch
 import torch.nn.functional as F
 
 from codebind_hf import CompositionalQuantizer
+from codebind_hf.index.backends import faiss_available, unpack_codes
+from codebind_hf.index.ivf import CodeBindIVFIndex
 from codebind_hf.modules.heads import ProjectionHead
-from codebind_hf.index.core import CodeBindIndex
-from codebind_hf.index.backends import faiss_available
 
 EMBED_DIM = 1024
 FEATURE_DIM = 768
 
 
-def make_embeddings(items: int, queries: int, clusters: int, noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit shared embeddings `(items, 1024)` and `(queries, 1024)` from a random shared head over clustered features."""
-    generator = torch.Generator().manual_seed(seed)
-    centres = torch.randn(clusters, FEATURE_DIM, generator=generator)
-    labels = torch.randint(clusters, (items + queries,), generator=generator)
-    features = centres[labels] + noise * torch.randn(items + queries, FEATURE_DIM, generator=generator)
-    head = ProjectionHead(FEATURE_DIM, EMBED_DIM)
-    torch.nn.init.normal_(head.proj.weight, std=FEATURE_DIM**-0.5, generator=generator)
-    with torch.no_grad():
-        shared = F.normalize(head(features), dim=-1)
-    return shared[:items], shared[items:]
+class EmbeddingSource:
+    """Clustered unit shared embeddings, reproducible chunk by chunk (chunk ``c`` has its own generator)."""
+
+    def __init__(self, clusters: int, noise: float, seed: int = 0):
+        generator = torch.Generator().manual_seed(seed)
+        self.centres = torch.randn(clusters, FEATURE_DIM, generator=generator)
+        self.head = ProjectionHead(FEATURE_DIM, EMBED_DIM)
+        torch.nn.init.normal_(self.head.proj.weight, std=FEATURE_DIM**-0.5, generator=generator)
+        self.noise, self.seed = noise, seed
+
+    def chunk(self, index: int, size: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index + 1)
+        labels = torch.randint(self.centres.shape[0], (size,), generator=generator)
+        features = self.centres[labels] + self.noise * torch.randn(size, FEATURE_DIM, generator=generator)
+        with torch.no_grad():
+            return F.normalize(self.head(features), dim=-1)
+
+    def items(self, total: int, size: int):
+        """``(start, embeddings)`` chunks of the ``total`` items."""
+        for c, start in enumerate(range(0, total, size)):
+            yield start, self.chunk(c, min(size, total - start))
+
+    def queries(self, count: int) -> torch.Tensor:
+        return self.chunk(-1, count)
 
 
-def recall_at_k(found: list[list[str]], truth: torch.Tensor) -> float:
-    """Mean over queries of |found ∩ truth| / |truth| (ids are row numbers as strings)."""
-    hits = sum(len(set(row) & {str(t) for t in true.tolist()}) for row, true in zip(found, truth))
-    return hits / truth.numel()
+class PeakRSS:
+    """Highest resident set size seen while active (a thread samples ``/proc/self/statm`` or psutil every 2 ms)."""
+
+    def __init__(self):
+        self.peak = self.start = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
 
 
-def _timed(fn) -> tuple[float, object]:
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+
+
+def _high_water_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if os.uname().sysname == "Darwin" else peak * 1024
+
+
+def merge_topk(best, scores: torch.Tensor, offset: int, k: int):
+    """Running top-``k`` (values, global indices) over column chunks of a score matrix."""
+    top = scores.topk(min(k, scores.shape[1]), dim=1)
+    values, indices = top.values, top.indices + offset
+    if best is not None:
+        values, picks = torch.cat([best[0], values], 1).topk(k, dim=1)
+        indices = torch.cat([best[1], indices], 1).gather(1, picks)
+    return values, indices
+
+
+def recall_at_k(found: list[list], truth: list[list]) -> float:
+    """Mean over queries of |found ∩ truth| / |truth|."""
+    return sum(len(set(f) & set(t)) for f, t in zip(found, truth)) / sum(len(t) for t in truth)
+
+
+def _timed(fn):
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
+
+
+def default_lists(items: int) -> int:
+    return max(1, 2 ** round(math.log2(max(1.0, math.sqrt(items)))))
+
+
+def build(args, source: EmbeddingSource, quantizer, queries: torch.Tensor, lists: int) -> tuple:
+    """Stream the items into an IVF index; exact float search and decoding fidelity are measured on the way."""
+    index = CodeBindIVFIndex.from_quantizer(quantizer, EMBED_DIM, num_lists=lists, backend="torch")
+    train_items = min(args.items, args.train_items or 64 * lists)
+    float_truth, float_s, encode_s, add_s, train_s, cosine = None, 0.0, 0.0, 0.0, 0.0, 0.0
+    buffered: list[tuple[torch.Tensor, int]] = []
+    for start, embeddings in source.items(args.items, args.chunk):
+        seconds, scores = _timed(lambda: queries @ embeddings.t())
+        seconds2, float_truth = _timed(lambda: merge_topk(float_truth, scores, start, args.k))
+        float_s += seconds + seconds2
+        seconds, codes = _timed(lambda: index.encode(embeddings))
+        encode_s += seconds
+        cosine += (embeddings * index.decode(codes)).sum().item()
+        if not index.is_trained:
+            buffered.append((codes.int(), start))
+            if sum(len(c) for c, _ in buffered) < train_items:
+                continue
+            sample = torch.cat([c for c, _ in buffered])[:train_items]
+            train_s, _ = _timed(lambda: index.train_codes(sample, iters=args.train_iters))
+            del sample
+            pending, buffered = buffered, []
+        else:
+            pending = [(codes, start)]
+        for chunk_codes, chunk_start in pending:
+            ids = [str(i) for i in range(chunk_start, chunk_start + len(chunk_codes))]
+            seconds, _ = _timed(lambda: index.add_codes(chunk_codes, ids))
+            add_s += seconds
+    merge_s, _ = _timed(lambda: index.list_sizes)  # the buffered adds are merged into the lists here
+    timings = {"encode_s": encode_s, "assign_and_add_s": add_s + merge_s, "train_s": train_s, "float_search_s": float_s}
+    return index, float_truth[1], timings, cosine / args.items
+
+
+def decoded_truth(index: CodeBindIVFIndex, queries: torch.Tensor, k: int) -> list[list[str]]:
+    """Brute force top-``k`` over the decoded items, streamed over the stored codes."""
+    best, step, packed = None, 4096, index.packed_codes
+    for start in range(0, len(index), step):
+        codes = unpack_codes(packed[start : start + step], index.num_subvectors, index.bits_per_code)
+        best = merge_topk(best, queries @ index.decode(codes).t(), start, k)
+    return [[index.ids[r] for r in row] for row in best[1].tolist()]
+
+
+def search_figures(index: CodeBindIVFIndex, queries: torch.Tensor, args, float_truth, decoded, reference=None):
+    """Exhaustive and IVF search of one backend: rates and recalls.
+
+    With ``reference`` (another backend's exhaustive hits over the same codes) exhaustive search is timed on the
+    first ``--faiss-exhaustive-queries`` queries only, and recall is measured against ``reference``.
+    """
+    timed_queries = queries if reference is None else queries[: args.faiss_exhaustive_queries]
+    exhaustive_s, (_, exhaustive) = _timed(lambda: index.search_exhaustive(timed_queries, args.k))
+    rate = len(timed_queries) / exhaustive_s
+    row = {
+        "exhaustive_queries_per_s": rate,
+        "exhaustive_recall_at_10_vs_float": recall_at_k(exhaustive, float_truth[: len(timed_queries)]),
+        "exhaustive_recall_at_10_vs_decoded": recall_at_k(exhaustive, decoded[: len(timed_queries)]),
+        "ivf": {},
+    }
+    if reference is not None:
+        row["exhaustive_same_hits_as_torch"] = recall_at_k(exhaustive, reference[: len(timed_queries)])
+        exhaustive = reference
+    print(
+        f"  exhaustive: {rate:,.2f} queries/s (over {len(timed_queries)} queries), Recall@{args.k} vs float search "
+        f"{row['exhaustive_recall_at_10_vs_float']:.3f}, vs decoded brute force {row['exhaustive_recall_at_10_vs_decoded']:.3f}"
+    )
+    index.search(queries[:1], args.k, nprobe=1)  # faiss fills its IndexIVFPQ on the first search
+    for nprobe in [p for p in args.nprobes if p <= index.num_lists]:
+        seconds, (_, found) = _timed(lambda: index.search(queries, args.k, nprobe=nprobe))
+        entry = {"queries_per_s": args.queries / seconds, "recall_at_10_vs_exhaustive": recall_at_k(found, exhaustive),
+                 "recall_at_10_vs_float": recall_at_k(found, float_truth)}  # fmt: skip
+        entry["speedup_vs_exhaustive"] = entry["queries_per_s"] / rate
+        row["ivf"][str(nprobe)] = entry
+        print(
+            f"  ivf nprobe={nprobe:4d}: {entry['queries_per_s']:,.1f} queries/s ({entry['speedup_vs_exhaustive']:.1f}x "
+            f"exhaustive), Recall@{args.k} vs exhaustive {entry['recall_at_10_vs_exhaustive']:.3f}, vs float "
+            f"{entry['recall_at_10_vs_float']:.3f}"
+        )
+    row["hits"] = exhaustive
+    reached = [int(p) for p, e in row["ivf"].items() if e["recall_at_10_vs_exhaustive"] >= args.target_recall]
+    row["nprobe"] = min(reached) if reached else max(int(p) for p in row["ivf"])
+    headline = row["ivf"][str(row["nprobe"])]
+    row["speedup_vs_exhaustive"] = headline["speedup_vs_exhaustive"]
+    row["recall_at_10_vs_exhaustive"] = headline["recall_at_10_vs_exhaustive"]
+    return row
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -71,77 +235,109 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--noise", type=float, default=0.5, help="per-dim noise of members around their centre")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--chunk", type=int, default=4096, help="items generated, encoded and added at a time")
     parser.add_argument("--kmeans-iters", type=int, default=10)
     parser.add_argument("--kmeans-items", type=int, default=5000, help="items the codebook's k-means sees")
+    parser.add_argument("--lists", type=int, default=None, help="IVF lists (default: power of two nearest sqrt(items))")
+    parser.add_argument("--train-items", type=int, default=None, help="items the coarse k-means sees (64 per list)")
+    parser.add_argument("--train-iters", type=int, default=10)
+    parser.add_argument("--nprobes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--faiss-exhaustive-queries", type=int, default=20,
+                        help="queries timing faiss' exhaustive IndexPQ (slow at 10-bit codes); its IVF recall is "
+                        "taken against the torch exhaustive hits over the same codes")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # this script's process only: a shared machine measures steadier on 1
     torch.manual_seed(0)
-    items, queries = make_embeddings(args.items, args.queries, args.clusters, args.noise)
+    source = EmbeddingSource(args.clusters, args.noise)
+    queries = source.queries(args.queries)
     quantizer = CompositionalQuantizer(1024, codevector_dim=8)
-    quantizer.kmeans_init_(items[: args.kmeans_items], iters=args.kmeans_iters)
-    float_s, exact = _timed(lambda: (queries @ items.t()).topk(args.k).indices)
-    float_rate = args.queries / float_s
-    print(f"exact float search: {float_rate:,.0f} queries/s over {args.items:,} float32 items")
-
-    # Encoding (the build) does not depend on the backend: done once, the faiss index takes the same codes.
-    index = CodeBindIndex.from_quantizer(quantizer, EMBED_DIM, backend="torch")
-    build_s, _ = _timed(lambda: index.add(items))
-    build_rate = args.items / build_s
-    print(f"build: {build_rate:,.0f} items/s (encode {args.items:,} float embeddings into codes and add them)")
-    backends = ["torch"] + (["faiss"] if faiss_available() else [])
-    rows, found_by = {}, {}
-    for backend in backends:
-        coded = index if backend == "torch" else CodeBindIndex.from_quantizer(quantizer, EMBED_DIM, backend=backend)
-        if coded is not index:
-            coded.add_codes(index.codes, index.ids)
-        setup_s, _ = _timed(lambda: coded.search(queries[:1], args.k))  # faiss fills its IndexPQ on the first search
-        query_s, (_, found) = _timed(lambda: coded.search(queries, args.k))
-        decoded_truth = (queries @ coded.decode().t()).topk(args.k).indices
-        found_by[backend] = found
-        rows[backend] = {
-            "build_items_per_s": build_rate,
-            "first_search_s": setup_s,
-            "queries_per_s": args.queries / query_s,
-            "query_rate_vs_float_search": (args.queries / query_s) / float_rate,
-            "recall_at_10_vs_float": recall_at_k(found, exact),
-            "recall_1_at_10_vs_float": recall_at_k(found, exact[:, :1]),
-            "recall_at_10_vs_decoded": recall_at_k(found, decoded_truth),
-        }
-        row = rows[backend]
-        print(
-            f"{backend:5s}: {row['queries_per_s']:,.0f} queries/s ({row['query_rate_vs_float_search']:.2f}x exact float "
-            f"search; first search {setup_s * 1e3:.0f} ms), Recall@{args.k} vs float search {row['recall_at_10_vs_float']:.3f} "
-            f"(nearest neighbour in top {args.k}: {row['recall_1_at_10_vs_float']:.3f}), vs decoded brute force "
-            f"{row['recall_at_10_vs_decoded']:.3f}"
-        )
+    first = torch.cat([e for _, e in source.items(min(args.kmeans_items, args.items), args.chunk)])
+    quantizer.kmeans_init_(first, iters=args.kmeans_iters)
+    del first
+    lists = args.lists or default_lists(args.items)
+    gc.collect()
     with tempfile.TemporaryDirectory() as tmp:
-        index.save(Path(tmp) / "index")
-        disk_per_item = (Path(tmp) / "index" / "codes.safetensors").stat().st_size / args.items
-    fidelity = (items * index.decode()).sum(-1).mean().item()
+        with PeakRSS() as torch_rss:
+            build_s, (index, float_truth, timings, fidelity) = _timed(lambda: build(args, source, quantizer, queries, lists))
+            build_rate = args.items / (timings["encode_s"] + timings["assign_and_add_s"])
+            print(
+                f"build of {args.items:,} items into {lists} lists: {build_rate:,.0f} items/s (encode "
+                f"{timings['encode_s']:.1f} s, assign + add {timings['assign_and_add_s']:.1f} s; coarse k-means "
+                f"{timings['train_s']:.1f} s; {build_s:.0f} s with data generation)"
+            )
+            phases = {"built": _rss()}
+            index.save(Path(tmp) / "ivf")
+            phases["saved"] = _rss()
+            index_bytes = sum(f.stat().st_size for f in (Path(tmp) / "ivf").iterdir())
+            bytes_per_item, packed_bytes, list_sizes = index.nbytes / args.items, index.bytes_per_item, index.list_sizes
+            del index
+            gc.collect()
+            index = CodeBindIVFIndex.load(Path(tmp) / "ivf", backend="torch", codebook=quantizer)  # codes mmapped
+            phases["loaded"] = _rss()
+            float_truth = [[str(r) for r in row] for row in float_truth.tolist()]
+            decoded = decoded_truth(index, queries, args.k)
+            phases["decoded_truth"] = _rss()
+            print("torch backend:")
+            torch_row = search_figures(index, queries, args, float_truth, decoded)
+            phases["searched"] = _rss()
+            del index
+        torch_peak = _high_water_bytes()
+        faiss_row = None
+        if faiss_available():
+            with PeakRSS() as faiss_rss:
+                index = CodeBindIVFIndex.load(Path(tmp) / "ivf", backend="faiss")
+                print("faiss backend:")
+                faiss_row = search_figures(index, queries, args, float_truth, decoded, reference=torch_row["hits"])
+                del index
+            faiss_row["peak_rss_growth_bytes"] = faiss_rss.peak - torch_rss.start
+    growth = torch_rss.peak - torch_rss.start
+    for row in (torch_row, faiss_row):
+        if row is not None:
+            del row["hits"]
     float_bytes = EMBED_DIM * 4
-    compression = float_bytes / index.bytes_per_item
     print(
-        f"bytes/item: {index.bytes_per_item} ({index.num_subvectors} codes x {index.bits_per_code} bits; in memory "
-        f"{index.nbytes / args.items:.1f}, codes.safetensors {disk_per_item:.1f}) vs {float_bytes} float32 -> "
-        f"{compression:.1f}x smaller; mean cos(float, decoded) {fidelity:.4f}"
+        f"bytes/item: {bytes_per_item:.1f} in memory (codes {packed_bytes} + list offsets), {index_bytes / args.items:.1f} "
+        f"on disk with ids (index {index_bytes / 2**20:.1f} MiB) vs {float_bytes} float32; mean cos(float, decoded) "
+        f"{fidelity:.4f}; lists hold {int(list_sizes.min())}..{int(list_sizes.max())} items"
+    )
+    print(
+        f"peak RSS {torch_peak / 2**20:.0f} MiB; growth over the {torch_rss.start / 2**20:.0f} MiB before the index: "
+        f"{growth / 2**20:.0f} MiB = {growth / index_bytes:.2f}x the index; RSS after "
+        + ", ".join(f"{name} {value / 2**20:.0f}" for name, value in phases.items())
+        + (f" (with faiss' copies: {faiss_row['peak_rss_growth_bytes'] / 2**20:.0f} MiB)" if faiss_row else "")
     )
     result = {
         "items": args.items,
         "queries": args.queries,
-        "bytes_per_item": index.bytes_per_item,
-        "disk_bytes_per_item": disk_per_item,
+        "lists": lists,
+        "bytes_per_item": bytes_per_item,
+        "packed_bytes_per_item": packed_bytes,
+        "disk_bytes_per_item": index_bytes / args.items,
+        "index_bytes": index_bytes,
         "float32_bytes_per_item": float_bytes,
-        "compression_vs_float32": compression,
-        "recall_at_10": rows["torch"]["recall_at_10_vs_float"],
-        "recall_at_10_vs_decoded": rows["torch"]["recall_at_10_vs_decoded"],
+        "compression_vs_float32": float_bytes / packed_bytes,
+        "recall_at_10": torch_row["exhaustive_recall_at_10_vs_float"],
+        "recall_at_10_vs_decoded": torch_row["exhaustive_recall_at_10_vs_decoded"],
         "mean_cosine_float_vs_decoded": fidelity,
         "build_items_per_s": build_rate,
-        "float_search_queries_per_s": float_rate,
+        "build_s": timings["encode_s"] + timings["assign_and_add_s"],
+        "train_s": timings["train_s"],
+        "float_search_queries_per_s": args.queries / timings["float_search_s"],
+        "ivf_nprobe": torch_row["nprobe"],
+        "ivf_speedup_vs_exhaustive": torch_row["speedup_vs_exhaustive"],
+        "ivf_recall_at_10_vs_exhaustive": torch_row["recall_at_10_vs_exhaustive"],
+        "peak_rss_bytes": torch_peak,
+        "rss_before_index_bytes": torch_rss.start,
+        "peak_rss_growth_bytes": growth,
+        "peak_rss_growth_vs_index": growth / index_bytes,
+        "rss_after_bytes": phases,
         "threads": torch.get_num_threads(),
-        "backends": rows,
+        "torch": torch_row,
+        "faiss": faiss_row,
     }
-    if len(found_by) == 2:
-        result["backends_same_neighbours"] = sum(a == b for a, b in zip(*found_by.values())) / args.queries
-        print(f"torch and faiss return the same top-{args.k} lists for {result['backends_same_neighbours']:.1%} of queries")
     print("RESULT " + json.dumps(result))
     return result
 

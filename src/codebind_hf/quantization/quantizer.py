@@ -9,8 +9,8 @@ EMA means ``f_k / N_k`` without re-normalisation, sub-vectors are assigned by co
 the output is the raw code vector (the caller L2-normalises over the whole part). ``reinit="official"`` and
 ``ema_init_counts=True`` are the authors' dead-code re-init and EMA start counts (docs/faithfulness.md).
 
-Assignment is a chunked dot-product argmax followed by a gather (on CUDA with Triton: a fused kernel
-that never writes the scores): no one-hot matrices and no ``(N, m, K)`` tensor unless distances are
+Assignment is a chunked dot-product argmax followed by a gather (on CUDA with Triton, and on CPU when a C++
+compiler is present: a kernel that never writes the scores): no one-hot matrices and no ``(N, m, K)`` tensor unless distances are
 explicitly requested.
 """
 
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .cpu_kernel import cpu_nearest_code, cpu_nearest_code_available
 from .kernels import fused_nearest_code, fused_nearest_code_available
 
 # Scores computed per chunk of the assignment (rows * K elements): small on CPU so each chunk's
@@ -103,11 +104,22 @@ def initial_codebook(codebook_size: int, codevector_dim: int) -> torch.Tensor:
 
 
 def nearest_codes(rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Index of the max-dot-product centre of each row, chunked so scores stay ``(chunk, K)``."""
+    """Index of the max-dot-product centre of each row (the first such centre on ties).
+
+    On CUDA a fused Triton kernel; on CPU the register-blocked kernel of ``cpu_kernel`` when it can be built (same
+    indices as the chunked torch path, which it falls back to); else the chunked torch path.
+    """
     if fused_nearest_code_available(rows, centers):
         return fused_nearest_code(rows, centers)
     if torch.compiler.is_compiling():
         return torch.max(rows @ centers.t(), dim=-1).indices  # a traced graph has no data-sized loop (dynamic batch)
+    if cpu_nearest_code_available(rows, centers):
+        return cpu_nearest_code(rows, centers, settle=_nearest_codes_torch)
+    return _nearest_codes_torch(rows, centers)
+
+
+def _nearest_codes_torch(rows: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """The reference search: chunked so scores stay ``(chunk, K)``; ``torch.max`` keeps the first maximum."""
     indices = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
     budget = _ASSIGN_CHUNK_ELEMENTS if rows.device.type == "cpu" else _ASSIGN_CHUNK_ELEMENTS_GPU
     chunk = max(1, budget // centers.shape[0])

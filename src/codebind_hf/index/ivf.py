@@ -1,0 +1,578 @@
+"""`CodeBindIVFIndex`: inverted lists over compositional codes, so a search scans a few lists, not every item.
+
+Items are stored exactly as in [`~codebind_hf.index.core.CodeBindIndex`] (bit-packed shared-codebook codes, scored
+by asymmetric distance: ``score(q, item) = cos(q, decoded item)``), and additionally sorted into ``num_lists``
+inverted lists:
+
+- a coarse quantizer, spherical k-means over the *decoded* shared embeddings of a training sample
+  (:meth:`~CodeBindIVFIndex.train`, :meth:`~CodeBindIVFIndex.train_codes`), gives ``num_lists`` unit centroids;
+- every item goes to the list of its decoded embedding's nearest centroid (max inner product);
+- a query scans the lists of its ``nprobe`` nearest centroids only. With ``nprobe = num_lists`` every item is
+  scanned and the result is the exhaustive search's (:meth:`~CodeBindIVFIndex.search_exhaustive`).
+
+Codes are held grouped by list (items added since the last search wait in a buffer and are merged in by a
+counting sort, without a second copy of the stored codes). ``ids``, ``metadata`` and ``codes`` follow that
+grouped order, not the order of adding. On :meth:`~CodeBindIVFIndex.load` the codes are memory-mapped
+(``safetensors.safe_open``): a search reads only the probed lists' pages, so an index larger than RAM can be
+searched.
+
+The torch backend is the reference; the faiss backend (``faiss-cpu``, extra ``[index]``) runs the same lists and
+codes through an ``IndexIVFPQ`` (see :mod:`~codebind_hf.index.ivf_backends`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from ..adapters.io import download_snapshot, push_folder, write_dir_atomically
+from .backends import FaissPQBackend, codebook_fingerprint, torch_search, unpack_codes
+from .core import CodeBindIndex
+from .ivf_backends import FaissIVFBackend, assign_lists, ivf_torch_search, probe_lists, spherical_kmeans
+
+INDEX_CONFIG = "index.json"
+CODES_FILE = "codes.safetensors"
+CODEBOOK_FILE = "codebook.safetensors"
+CENTROIDS_FILE = "centroids.safetensors"
+IVF_FORMAT = "codebind-ivf-index"
+IVF_VERSION = 1
+_FILES = (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE, CENTROIDS_FILE)
+# Items handed to faiss per add_sa_codes call (bounds the copy that prefixes list numbers).
+_FAISS_ADD_CHUNK = 1 << 16
+
+
+class CodeBindIVFIndex:
+    """Shared-codebook codes in inverted lists: a flat [`CodeBindIndex`]'s items and scores, searched sublinearly.
+
+    Args:
+        codebook (`torch.Tensor` of shape `(K, d*)`): the shared codebook (unit rows), as for [`CodeBindIndex`].
+        embed_dim (`int`): width ``d`` of the shared embeddings, a multiple of ``d*``.
+        num_lists (`int`): inverted lists (coarse centroids); about ``sqrt(N)`` to ``4 sqrt(N)`` for ``N`` items.
+        backend (`str`, *optional*, defaults to `"auto"`): ``"torch"``, ``"faiss"`` or ``"auto"`` (faiss when
+            installed).
+        info (`dict`, *optional*): JSON-serialisable provenance saved with the index.
+        nprobe (`int`, *optional*): lists a query scans unless :meth:`search` is told otherwise; default
+            ``min(8, num_lists)``.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from codebind_hf import CompositionalQuantizer
+    >>> from codebind_hf.index.ivf import CodeBindIVFIndex
+    >>> quantizer = CompositionalQuantizer(codebook_size=64, codevector_dim=8)
+    >>> index = CodeBindIVFIndex.from_quantizer(quantizer, embed_dim=32, num_lists=4, backend="torch")
+    >>> items = torch.randn(200, 32)
+    >>> index.train(items)
+    >>> index.add(items, ids=[f"item{i}" for i in range(200)])
+    >>> scores, ids = index.search(torch.randn(2, 32), k=5, nprobe=2)
+    >>> scores.shape, len(ids[0]), sum(index.list_sizes.tolist())
+    (torch.Size([2, 5]), 5, 200)
+
+    ```
+    """
+
+    def __init__(
+        self,
+        codebook: torch.Tensor,
+        embed_dim: int,
+        num_lists: int,
+        backend: str = "auto",
+        info: dict | None = None,
+        nprobe: int | None = None,
+    ):
+        # The flat index holds no items here: it is the codec (codebook checks, encode, decode, fingerprint).
+        self._codec = CodeBindIndex(codebook, embed_dim, backend=backend, info=info)
+        if isinstance(num_lists, bool) or not isinstance(num_lists, int) or num_lists < 1:
+            raise ValueError(f"num_lists must be a positive integer, got {num_lists!r}")
+        self.num_lists = num_lists
+        self.nprobe = self._check_nprobe(min(8, num_lists) if nprobe is None else nprobe)
+        self.backend = self._codec.backend
+        self.centroids: torch.Tensor | None = None
+        self._packed = torch.zeros(0, self.bytes_per_item, dtype=torch.uint8)
+        self._offsets = torch.zeros(num_lists + 1, dtype=torch.long)
+        self._ids: list[str] = []
+        self._metadata: list[dict | None] = []  # None for items added without metadata (read back as {})
+        self._known: set[str] = set()
+        self._pending = _AddBuffer(self.bytes_per_item)
+        self._faiss_ivf: FaissIVFBackend | None = None
+        self._faiss_flat: FaissPQBackend | None = None
+        self._broken = False
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_quantizer(cls, quantizer, embed_dim: int, num_lists: int, **kwargs) -> CodeBindIVFIndex:
+        """An empty, untrained index over a [`CompositionalQuantizer`]'s codebook."""
+        return cls(quantizer.codebook, embed_dim, num_lists, **kwargs)
+
+    @classmethod
+    def from_model(cls, model, num_lists: int, modality: str | None = None, path: str | None = None, **kwargs):
+        """An empty, untrained index over the shared codebook of ``model``'s path (as
+        :meth:`CodeBindIndex.from_model` chooses it)."""
+        flat = CodeBindIndex.from_model(model, modality=modality, path=path, backend="torch")
+        return cls(flat.codebook, flat.embed_dim, num_lists, info=flat.info, **kwargs)
+
+    @classmethod
+    def from_flat(
+        cls, flat: CodeBindIndex, num_lists: int, sample_size: int | None = None, iters: int = 10, seed: int = 0,
+        chunk_size: int = 1 << 16, **kwargs,
+    ) -> CodeBindIVFIndex:  # fmt: skip
+        """The items of a flat index (ids, metadata, codes) in inverted lists trained on ``sample_size`` of them
+        (default: ``max(64 * num_lists, 65536)`` or all), drawn with ``seed``."""
+        index = cls(flat.codebook, flat.embed_dim, num_lists, info=flat.info, **kwargs)
+        packed, m, bits = flat.packed_codes, flat.num_subvectors, flat.bits_per_code
+        size = min(len(flat), sample_size or max(64 * num_lists, 1 << 16))
+        picks = torch.randperm(len(flat), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+        index.train_codes(unpack_codes(packed[picks], m, bits), iters=iters, seed=seed)
+        for start in range(0, len(flat), chunk_size):
+            stop = min(start + chunk_size, len(flat))
+            index.add_codes(unpack_codes(packed[start:stop], m, bits), flat.ids[start:stop], flat.metadata[start:stop])
+        return index
+
+    # ------------------------------------------------------------------ sizes and views
+    codebook = property(lambda self: self._codec.codebook)
+    embed_dim = property(lambda self: self._codec.embed_dim)
+    fingerprint = property(lambda self: self._codec.fingerprint)
+    info = property(lambda self: self._codec.info)
+    codebook_size = property(lambda self: self._codec.codebook_size)
+    codevector_dim = property(lambda self: self._codec.codevector_dim)
+    num_subvectors = property(lambda self: self._codec.num_subvectors)
+    bits_per_code = property(lambda self: self._codec.bits_per_code)
+    bytes_per_item = property(lambda self: self._codec.bytes_per_item)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.centroids is not None
+
+    def __len__(self) -> int:
+        return len(self._ids) + len(self._pending)
+
+    def __repr__(self) -> str:
+        return (
+            f"CodeBindIVFIndex(items={len(self)}, num_lists={self.num_lists}, nprobe={self.nprobe}, "
+            f"embed_dim={self.embed_dim}, K={self.codebook_size}, bytes_per_item={self.bytes_per_item}, "
+            f"backend={self.backend!r})"
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of code storage: packed codes (``len(self) * bytes_per_item``) plus the list offsets."""
+        return self._packed.numel() + self._offsets.numel() * 8 + self._pending.nbytes
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids, grouped by list."""
+        self._consolidate()
+        return self._ids
+
+    @property
+    def metadata(self) -> list[dict]:
+        self._consolidate()
+        return [entry if entry is not None else {} for entry in self._metadata]
+
+    @property
+    def packed_codes(self) -> torch.Tensor:
+        """Stored codes, bit-packed `(N, bytes_per_item)` uint8, grouped by list (list ``l``: rows
+        ``list_offsets[l] .. list_offsets[l + 1] - 1``)."""
+        self._consolidate()
+        return self._packed
+
+    @property
+    def list_offsets(self) -> torch.Tensor:
+        self._consolidate()
+        return self._offsets
+
+    @property
+    def list_sizes(self) -> torch.Tensor:
+        """Items per list `(num_lists,)`."""
+        return self.list_offsets.diff()
+
+    @property
+    def codes(self) -> torch.Tensor:
+        """Stored codes unpacked `(N, m)` int64, in the order of :attr:`ids`."""
+        return unpack_codes(self.packed_codes, self.num_subvectors, self.bits_per_code)
+
+    # ------------------------------------------------------------------ codec (shared with the flat index)
+    def check_codebook(self, source, path: str | None = None) -> None:
+        """As :meth:`CodeBindIndex.check_codebook`: raise unless ``source`` holds this index's codebook."""
+        self._codec.check_codebook(source, path)
+
+    def encode(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Codes `(N, m)` of embeddings `(N, d)` (see :meth:`CodeBindIndex.encode`)."""
+        return self._codec.encode(embeddings)
+
+    def decode(self, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit embeddings `(N, d)` of codes `(N, m)` (default: all items, in the order of :attr:`ids`)."""
+        return self._codec.decode(self.codes if codes is None else codes)
+
+    # ------------------------------------------------------------------ coarse quantizer
+    def train(self, embeddings: torch.Tensor, iters: int = 10, seed: int = 0) -> None:
+        """Train the coarse centroids on a sample of shared embeddings `(n, d)`, ``n >= num_lists`` (encoded and
+        decoded first, so the centroids live where the stored items do)."""
+        self.train_codes(self.encode(embeddings), iters=iters, seed=seed)
+
+    def train_codes(self, codes: torch.Tensor, iters: int = 10, seed: int = 0) -> None:
+        """Train the coarse centroids on the decoded embeddings of codes `(n, m)` (see
+        :func:`~codebind_hf.index.ivf_backends.spherical_kmeans`). Refused once items are stored: their lists
+        follow the centroids."""
+        if len(self):
+            raise ValueError(f"the index holds {len(self)} items; train it before adding (or build a new index)")
+        codes = torch.as_tensor(codes)
+        self.centroids = spherical_kmeans(
+            lambda start, stop: self._codec.decode(codes[start:stop]), codes.shape[0], self.num_lists, iters, seed
+        )
+        self._faiss_ivf = None
+
+    # ------------------------------------------------------------------ adding and removing
+    def add(self, embeddings: torch.Tensor, ids: Iterable | None = None, metadata: list[dict] | None = None,
+            codebook=None) -> None:  # fmt: skip
+        """Encode and add shared embeddings `(N, d)`; arguments as in :meth:`CodeBindIndex.add`."""
+        if codebook is not None:
+            self.check_codebook(codebook)
+        self.add_codes(self.encode(embeddings), ids, metadata)
+
+    def add_codes(self, codes: torch.Tensor, ids: Iterable | None = None, metadata: list[dict] | None = None,
+                  codebook=None) -> None:  # fmt: skip
+        """Add precomputed codes `(N, m)`, each to the list of its decoded embedding's nearest centroid."""
+        if codebook is not None:
+            self.check_codebook(codebook)
+        if not self.is_trained:
+            raise ValueError("the index is not trained: call train(sample_embeddings) or train_codes(codes) first")
+        self._check_usable()
+        # A scratch flat index checks codes, ids (unique within the batch) and metadata (dicts, JSON) as the flat
+        # index does, and packs the codes.
+        scratch = CodeBindIndex(self.codebook, self.embed_dim, backend="torch")
+        n = len(self)
+        scratch.add_codes(codes, [str(n + i) for i in range(len(codes))] if ids is None else ids, metadata)
+        clashes = [item for item in scratch.ids if item in self._known]
+        if clashes:
+            raise ValueError(f"ids must be unique; already present or repeated: {clashes[:5]}")
+        codes = torch.as_tensor(codes).long()
+        lists = assign_lists(lambda start, stop: self._codec.decode(codes[start:stop]), len(codes), self.centroids)
+        entries = [None] * len(codes) if metadata is None else scratch.metadata
+        self._pending.append(scratch.packed_codes, lists, scratch.ids, entries)
+        self._known.update(scratch.ids)
+        self._faiss_ivf = self._faiss_flat = None  # rows move when the buffer is merged; rebuilt on demand
+
+    def remove(self, ids: Iterable) -> int:
+        """Remove items by id; returns how many were removed. Unknown ids raise a `KeyError` naming them."""
+        gone = {str(i) for i in ids}
+        unknown = sorted(gone - self._known)
+        if unknown:
+            raise KeyError(f"ids not in the index: {unknown[:10]}{' …' if len(unknown) > 10 else ''}")
+        self._consolidate()
+        keep = torch.tensor([item not in gone for item in self._ids], dtype=torch.bool)
+        lists = torch.repeat_interleave(torch.arange(self.num_lists), self._offsets.diff())
+        self._offsets = _offsets_of(torch.bincount(lists[keep], minlength=self.num_lists))
+        self._packed = self._packed[keep]
+        rows = keep.nonzero().squeeze(1).tolist()
+        self._ids = [self._ids[r] for r in rows]
+        self._metadata = [self._metadata[r] for r in rows]
+        self._known -= gone
+        self._faiss_ivf = self._faiss_flat = None
+        return len(gone)
+
+    def _consolidate(self) -> None:
+        """Merge the buffer of added items into the grouped storage: one counting sort into a new array; each
+        list keeps its stored items first, then the added ones in the order they came.
+
+        Each merged batch is freed at once (no second copy of the codes stays resident), so a merge cut short
+        (an error, ``KeyboardInterrupt``) loses items: the index then refuses further use rather than answer
+        without them.
+        """
+        self._check_usable()
+        if not len(self._pending):
+            return
+        try:
+            self._merge()
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _check_usable(self) -> None:
+        if self._broken:
+            raise RuntimeError("this index lost items when merging its added items was interrupted; load or rebuild it")
+
+    def _merge(self) -> None:
+        old_counts = self._offsets.diff()
+        stored = torch.repeat_interleave(torch.arange(self.num_lists), old_counts)
+        batches = [(self._packed, stored, self._ids, self._metadata), *self._pending.batches()]
+        counts = old_counts + sum(torch.bincount(lists, minlength=self.num_lists) for _, lists, _, _ in batches[1:])
+        offsets = _offsets_of(counts)
+        total = int(offsets[-1])
+        packed = torch.empty(total, self.bytes_per_item, dtype=torch.uint8)
+        ids, metadata = np.empty(total, dtype=object), np.empty(total, dtype=object)
+        fill = offsets[:-1].clone()
+        self._packed, self._ids, self._metadata = None, [], []
+        self._pending = _AddBuffer(self.bytes_per_item)
+        for i, (chunk, lists, chunk_ids, chunk_meta) in enumerate(batches):
+            batches[i] = None  # free each batch once merged
+            order = lists.argsort(stable=True)
+            per_list = torch.bincount(lists, minlength=self.num_lists)
+            first = _offsets_of(per_list)[:-1]
+            sorted_lists = lists[order]
+            target = torch.empty_like(order)  # where each row of the batch goes, in the batch's own order
+            target[order] = fill[sorted_lists] + torch.arange(len(order)) - first[sorted_lists]
+            packed.index_copy_(0, target, chunk)  # no sorted copy of the batch
+            ids[target.numpy()] = _objects(chunk_ids)
+            metadata[target.numpy()] = _objects(chunk_meta)
+            fill += per_list
+        self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids.tolist(), metadata.tolist()
+
+    # ------------------------------------------------------------------ search
+    def _check_nprobe(self, nprobe) -> int:
+        if isinstance(nprobe, bool) or not isinstance(nprobe, int) or not 1 <= nprobe <= self.num_lists:
+            raise ValueError(f"nprobe must be an integer in [1, {self.num_lists}] (num_lists), got {nprobe!r}")
+        return nprobe
+
+    def _prepare(self, queries, k, codebook) -> torch.Tensor:
+        """Checks shared by both searches; returns the unit queries `(Q, d)`."""
+        if codebook is not None:
+            self.check_codebook(codebook)
+        queries = self._codec._check_vectors(queries, "queries")
+        self._consolidate()
+        if len(self) == 0:
+            raise ValueError("the index is empty; add items before searching")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self):
+            raise ValueError(f"k must be an integer in [1, {len(self)}] (the number of items in the index), got {k!r}")
+        norms = queries.norm(dim=-1)
+        if (norms == 0).any():
+            zero = (norms == 0).nonzero().squeeze(1).tolist()[:10]
+            raise ValueError(f"queries must be non-zero to be normalised; rows {zero} are zero")
+        return queries / norms[:, None]
+
+    def _results(self, sums: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, list[list[str | None]]]:
+        scores = (sums / math.sqrt(self.num_subvectors)).masked_fill(rows < 0, float("-inf"))
+        return scores, [[self._ids[r] if r >= 0 else None for r in row] for row in rows.tolist()]
+
+    def search(
+        self, queries: torch.Tensor, k: int = 10, nprobe: int | None = None, codebook=None
+    ) -> tuple[torch.Tensor, list[list[str | None]]]:
+        """Top-``k`` items by ``cos(query, decoded item)`` among the lists of the ``nprobe`` centroids nearest to each
+        query (default: :attr:`nprobe`); float queries `(Q, d)` or `(d,)`.
+
+        Returns:
+            `(scores, ids)`: `(Q, k)` scores, best first, and the hits' ids. When the probed lists hold fewer than
+            ``k`` items the missing hits have score ``-inf`` and id `None`.
+        """
+        queries = self._prepare(queries, k, codebook)
+        nprobe = self._check_nprobe(self.nprobe if nprobe is None else nprobe)
+        if self.backend == "faiss":
+            if self._faiss_ivf is None:
+                self._faiss_ivf = FaissIVFBackend(self.codebook, self.centroids, self.num_subvectors, self.bits_per_code)
+                lists = torch.repeat_interleave(torch.arange(self.num_lists), self._offsets.diff())
+                for start in range(0, len(self._ids), _FAISS_ADD_CHUNK):
+                    stop = min(start + _FAISS_ADD_CHUNK, len(self._ids))
+                    self._faiss_ivf.add(self._packed[start:stop], lists[start:stop], torch.arange(start, stop))
+            sums, rows = self._faiss_ivf.search(queries, k, nprobe)
+        else:
+            probes = probe_lists(queries, self.centroids, nprobe)
+            sums, rows = ivf_torch_search(queries, probes, self._packed, self._offsets, self.codebook,
+                                          self.bits_per_code, k)  # fmt: skip
+        return self._results(sums, rows)
+
+    def search_exhaustive(self, queries: torch.Tensor, k: int = 10, codebook=None) -> tuple[torch.Tensor, list[list[str]]]:
+        """The flat index's search over every stored item (the lists are ignored): the reference for recall."""
+        queries = self._prepare(queries, k, codebook)
+        if self.backend == "faiss":
+            if self._faiss_flat is None:
+                self._faiss_flat = FaissPQBackend(self.codebook, self.num_subvectors, self.bits_per_code)
+                self._faiss_flat.add(self._packed)
+            sums, rows = self._faiss_flat.search(queries, k)
+        else:
+            sums, rows = torch_search(queries, self._packed, self.codebook, self.bits_per_code, k)
+        return self._results(sums, rows)
+
+    # ------------------------------------------------------------------ persistence
+    def _config(self) -> dict:
+        return {
+            "format": IVF_FORMAT,
+            "version": IVF_VERSION,
+            "embed_dim": self.embed_dim,
+            "codebook_size": self.codebook_size,
+            "codevector_dim": self.codevector_dim,
+            "bits_per_code": self.bits_per_code,
+            "bytes_per_item": self.bytes_per_item,
+            "num_lists": self.num_lists,
+            "nprobe": self.nprobe,
+            "count": len(self._ids),
+            "codebook_sha256": self.fingerprint,
+            "centroids_sha256": codebook_fingerprint(self.centroids),
+            "info": self.info,
+            "ids": self._ids,
+            "metadata": self._metadata,
+        }
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``index.json`` + ``codes.safetensors`` (grouped packed codes and list offsets) +
+        ``codebook.safetensors`` + ``centroids.safetensors``, atomically (as :meth:`CodeBindIndex.save`)."""
+        if not self.is_trained:
+            raise ValueError("the index is not trained; there is nothing to save yet")
+        self._consolidate()
+
+        def write(staging: Path) -> None:
+            save_file({"codes": self._packed.contiguous(), "list_offsets": self._offsets}, staging / CODES_FILE)
+            save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
+            save_file({"centroids": self.centroids}, staging / CENTROIDS_FILE)
+            (staging / INDEX_CONFIG).write_text(json.dumps(self._config()))
+
+        write_dir_atomically(directory, write, replaceable=_FILES)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, backend: str = "auto", codebook=None, mmap: bool = True):
+        """Load an index written by :meth:`save`; the codes stay memory-mapped unless ``mmap=False``.
+
+        ``codebook`` (tensor, quantizer or model), if given, must match the index's.
+        """
+        directory = Path(directory)
+        for name in _FILES:
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory / name} is missing; {directory} is not a CodeBindIVFIndex folder")
+        config = json.loads((directory / INDEX_CONFIG).read_text())
+        if config.get("format") != IVF_FORMAT or config.get("version") != IVF_VERSION:
+            raise ValueError(
+                f"{directory / INDEX_CONFIG}: format {config.get('format')!r} version {config.get('version')!r}; "
+                f"expected {IVF_FORMAT!r} version {IVF_VERSION}"
+            )
+        try:
+            stored_codebook = load_file(directory / CODEBOOK_FILE)["codebook"]
+            centroids = load_file(directory / CENTROIDS_FILE)["centroids"]
+            with safe_open(directory / CODES_FILE, framework="pt") as codes_file:
+                packed, offsets = codes_file.get_tensor("codes"), codes_file.get_tensor("list_offsets")
+        except (SafetensorError, KeyError) as error:
+            raise ValueError(f"{directory}: unreadable or incomplete safetensors file ({error})") from None
+        index = cls(stored_codebook, config["embed_dim"], config["num_lists"], backend=backend, info=config.get("info"),
+                    nprobe=config["nprobe"])  # fmt: skip
+        _check_stored(index, config, directory, packed, offsets, centroids)
+        index.centroids = centroids
+        index._packed, index._offsets = (packed, offsets) if mmap else (packed.clone(), offsets.clone())
+        index._ids, index._metadata, index._known = config["ids"], config["metadata"], set(config["ids"])
+        if codebook is not None:
+            index.check_codebook(codebook)
+        return index
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, commit_message: str = "Upload CodeBind IVF index",
+                    token: str | None = None, revision: str | None = None):  # fmt: skip
+        """Save to a temporary folder and upload it as one commit to a Hub model repo; returns the ``CommitInfo``."""
+
+        def write(tmp: Path) -> Path:
+            self.save(tmp / "index")
+            return tmp / "index"
+
+        return push_folder(write, repo_id, token=token, private=private, commit_message=commit_message,
+                           revision=revision)  # fmt: skip
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_dir: str | os.PathLike, revision: str | None = None, backend: str = "auto",
+                        codebook=None, token: str | None = None, mmap: bool = True) -> CodeBindIVFIndex:  # fmt: skip
+        """Load from a local folder or a Hub repo written by :meth:`push_to_hub`."""
+        if Path(repo_id_or_dir).is_dir():
+            return cls.load(repo_id_or_dir, backend, codebook, mmap)
+        folder = download_snapshot(str(repo_id_or_dir), list(_FILES), revision=revision, token=token)
+        return cls.load(folder, backend, codebook, mmap)
+
+
+class _AddBuffer:
+    """Items added since the last merge: packed codes and list numbers copied into blocks of ``ROWS`` rows, ids and
+    metadata appended to one list each.
+
+    A block (40 MiB of 160-byte codes) is past glibc's largest mmap threshold, so it gets a mapping of its own.
+    Keeping every ``add``'s small arrays instead would pepper the heap between the encoder's large temporaries and
+    stop it from shrinking: a million-item build then held several times its codes in RSS.
+    """
+
+    ROWS = 1 << 18
+
+    def __init__(self, width: int):
+        self.width, self.fill = width, 0
+        self.blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.ids: list[str] = []
+        self.metadata: list[dict | None] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * (self.width + 8)
+
+    def append(self, packed: torch.Tensor, lists: torch.Tensor, ids: list[str], metadata: list) -> None:
+        done = 0
+        while done < len(ids):
+            if not self.blocks or self.fill == self.ROWS:
+                codes = torch.empty(self.ROWS, self.width, dtype=torch.uint8)
+                self.blocks.append((codes, torch.empty(self.ROWS, dtype=torch.long)))
+                self.fill = 0
+            take = min(self.ROWS - self.fill, len(ids) - done)
+            codes, numbers = self.blocks[-1]
+            codes[self.fill : self.fill + take] = packed[done : done + take]
+            numbers[self.fill : self.fill + take] = lists[done : done + take]
+            self.fill, done = self.fill + take, done + take
+        self.ids.extend(ids)
+        self.metadata.extend(metadata)
+
+    def batches(self):
+        """``(packed, lists, ids, metadata)`` per block, in the order added."""
+        for b, (codes, numbers) in enumerate(self.blocks):
+            rows = self.ROWS if b < len(self.blocks) - 1 else self.fill
+            span = slice(b * self.ROWS, b * self.ROWS + rows)
+            yield codes[:rows], numbers[:rows], self.ids[span], self.metadata[span]
+
+
+def _offsets_of(counts: torch.Tensor) -> torch.Tensor:
+    """List offsets `(L + 1,)` from list sizes `(L,)`."""
+    return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+
+
+def _objects(values: list) -> np.ndarray:
+    """A list as a 1-d object array (``np.array`` would turn a list of dicts or of equal-length lists 2-d)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _check_stored(index: CodeBindIVFIndex, config: dict, directory: Path, packed, offsets, centroids) -> None:
+    """The checks of :meth:`CodeBindIVFIndex.load`: fingerprints, shapes, offsets, ids, code range."""
+    if index.fingerprint != config["codebook_sha256"]:
+        raise ValueError(
+            f"{directory / CODEBOOK_FILE} has sha256 {index.fingerprint[:16]}… but {INDEX_CONFIG} records "
+            f"{config['codebook_sha256'][:16]}…; the index is corrupted"
+        )
+    expected_centroids = (index.num_lists, index.embed_dim)
+    if tuple(centroids.shape) != expected_centroids or codebook_fingerprint(centroids) != config["centroids_sha256"]:
+        raise ValueError(
+            f"{directory / CENTROIDS_FILE}: expected centroids of shape {expected_centroids} with the sha256 recorded "
+            f"in {INDEX_CONFIG}; got shape {tuple(centroids.shape)}; the index is corrupted"
+        )
+    count = config["count"]
+    if packed.dtype != torch.uint8 or tuple(packed.shape) != (count, index.bytes_per_item):
+        raise ValueError(
+            f"{directory / CODES_FILE}: expected uint8 codes of shape {(count, index.bytes_per_item)}; got "
+            f"{packed.dtype} {tuple(packed.shape)}"
+        )
+    if (offsets.dtype != torch.long or tuple(offsets.shape) != (index.num_lists + 1,) or int(offsets[0]) != 0
+            or int(offsets[-1]) != count or bool((offsets.diff() < 0).any())):  # fmt: skip
+        raise ValueError(
+            f"{directory / CODES_FILE}: list_offsets must be {index.num_lists + 1} non-decreasing int64 from 0 to "
+            f"{count}; the index is corrupted"
+        )
+    if len(config["ids"]) != count or len(config["metadata"]) != count or len(set(config["ids"])) != count:
+        raise ValueError(f"{directory / INDEX_CONFIG}: expected {count} unique ids and {count} metadata entries")
+    if index.codebook_size < 1 << index.bits_per_code:  # some bit patterns are no code: check (in chunks)
+        for start in range(0, count, 1 << 16):
+            codes = unpack_codes(packed[start : start + (1 << 16)], index.num_subvectors, index.bits_per_code)
+            if codes.numel() and int(codes.max()) >= index.codebook_size:
+                raise ValueError(
+                    f"{directory / CODES_FILE}: codes up to {int(codes.max())} but K={index.codebook_size}; corrupted"
+                )
+
+
+__all__ = ["CodeBindIVFIndex"]
