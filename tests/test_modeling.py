@@ -109,8 +109,10 @@ def test_loading_is_strict(model, tmp_path):
     weights = load_file(tmp_path / "m" / "model.safetensors")
     weights.pop("quantizers.depth.shared.codebook")
     save_file(weights, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"model\.safetensors is corrupted.*model_checksums\.json"):
+        CodeBindModel.from_pretrained(tmp_path / "m")  # the edit is caught by the checksum first
     with pytest.raises(ValueError, match="quantizers.depth.shared.codebook"):
-        CodeBindModel.from_pretrained(tmp_path / "m")
+        CodeBindModel.from_pretrained(tmp_path / "m", verify_checksums=False)
 
 
 @pytest.mark.parametrize(

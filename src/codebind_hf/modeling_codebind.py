@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -453,7 +454,24 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory, include_decoder: bool = False, **kwargs):
-        """Save as ``config.json`` + safetensors. The training-only decoder is left out unless ``include_decoder``."""
+        """Save as ``config.json`` + safetensors. The training-only decoder is left out unless ``include_decoder``.
+
+        Atomic (`codebind_hf.adapters.model_files.save_model_folder`): the files are written beside
+        ``save_directory`` and switched in as one set, with the weights' sha256 in ``model_checksums.json``; other
+        files already in the folder are kept. ``push_to_hub=True`` uploads the saved model afterwards.
+        """
+        from .adapters.model_files import save_model_folder
+
+        push = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr") if k in kwargs}
+        if kwargs.pop("push_to_hub", False):
+            repo_id = push.pop("repo_id", Path(save_directory).name)
+            self.save_pretrained(save_directory, include_decoder=include_decoder, **kwargs)
+            return self.push_to_hub(repo_id, include_decoder=include_decoder, **push)
+        is_main = kwargs.pop("is_main_process", True)
+        return save_model_folder(save_directory, lambda staging: self._save_pretrained_files(staging, include_decoder, **kwargs),
+                                 is_main_process=is_main)
+
+    def _save_pretrained_files(self, save_directory, include_decoder: bool, **kwargs):
         if include_decoder or self.decoder is None:
             return super().save_pretrained(save_directory, **kwargs)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("decoder.")}
@@ -466,7 +484,12 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load strictly: any missing, unexpected or mismatched weight is an error listing the keys."""
+        """Load strictly: any missing, unexpected or mismatched weight is an error listing the keys. The weights are
+        first checked against ``model_checksums.json`` (``verify_checksums=False`` skips that)."""
+        from .adapters.model_files import check_model_source
+
+        if kwargs.pop("verify_checksums", True):  # heal an interrupted save, check model_checksums.json
+            check_model_source(pretrained_model_name_or_path, **kwargs)
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..adapters.io import download_snapshot, push_folder, write_dir_atomically
+from ..adapters.io import download_snapshot, push_folder, recover_leftovers, write_dir_atomically
 from ..adapters.state import renamed_argument
 from ..quantization.quantizer import nearest_codes
 from ._encode import codebook_of, inference, is_batch, model_path
@@ -454,6 +454,7 @@ class CodeBindIndex:
         """Load an index folder written by :meth:`save` (``directory`` is the former name of ``index_dir``);
         ``codebook`` (tensor, quantizer or model), if given, must match it."""
         index_dir = Path(renamed_argument(index_dir, directory, "index_dir", "directory"))
+        recover_leftovers(index_dir)  # a save interrupted between its renames leaves the old version aside
         for name in INDEX_FILES:
             if not (index_dir / name).is_file():
                 raise FileNotFoundError(f"{index_dir / name} is missing; {index_dir} is not a CodeBindIndex folder")
