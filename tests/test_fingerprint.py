@@ -97,3 +97,16 @@ def test_a_legacy_sampled_fingerprint_is_still_checked_with_a_warning(base, capl
 def test_an_unknown_fingerprint_format_is_a_clear_error(base):
     with pytest.raises(ValueError, match="unknown base-model fingerprint format"):
         base_model_weights(base, "depth").matches("v9:abc:def")
+
+
+def test_the_cost_benchmark_runs_on_a_small_full_size_tower(capsys):
+    import json
+
+    from tiny_models import load_script
+
+    load_script("benchmarks/perf/fingerprint.py").main(["--tower", "imu"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("RESULT ")]
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert result["tower_params"] == result["params_per_tower"]["imu"] > 10**7
+    assert result["path_frozen_params"] == sum(result["params_per_tower"][m] for m in ("text", "vision", "audio"))
+    assert result["check_fp32_s"] > 0 and set(result["cpu_s"]) == {"record", "check_fp32", "check_float16", "check_bfloat16"}

@@ -22,9 +22,13 @@ from codebind_hf.convert.imagebind import imagebind_codebind_config
 from codebind_hf.encoders import build_tower
 
 
-def _timed(call) -> tuple[float, object]:
-    start = time.perf_counter()
+def _timed(call, cpu: dict | None = None, name: str = "") -> tuple[float, object]:
+    """Wall seconds of ``call()`` and its result; its CPU seconds go to ``cpu[name]`` (on a machine shared with
+    other work, CPU time is what the same call costs on an idle core, when single-threaded)."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     out = call()
+    if cpu is not None:
+        cpu[name] = round(time.process_time() - start_cpu, 2)
     return time.perf_counter() - start, out
 
 
@@ -43,13 +47,14 @@ def main(argv: list[str] | None = None) -> dict:
     tower = build_tower(args.tower, config.modalities[args.tower]).eval()
     named = [(f"towers.{args.tower}.{k}", v) for k, v in tower.state_dict().items()]
     params = sum(v.numel() for _, v in named)
-    record_s, recorded = _timed(lambda: WeightsFingerprint(named).record())
-    check_s, ok = _timed(lambda: WeightsFingerprint(named).matches(recorded))
+    cpu: dict[str, float] = {}
+    record_s, recorded = _timed(lambda: WeightsFingerprint(named).record(), cpu, "record")
+    check_s, ok = _timed(lambda: WeightsFingerprint(named).matches(recorded), cpu, "check_fp32")
     assert ok
     casts = {}
     for dtype in (torch.float16, torch.bfloat16):
         half = [(k, v.to(dtype) if v.is_floating_point() else v) for k, v in named]
-        seconds, ok = _timed(lambda: WeightsFingerprint(half).matches(recorded))
+        seconds, ok = _timed(lambda: WeightsFingerprint(half).matches(recorded), cpu, f"check_{dtype}".replace("torch.", ""))
         assert ok, f"the {dtype} copy was not recognised"
         casts[str(dtype).replace("torch.", "")] = seconds
         del half
@@ -64,6 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
         "check_fp16_copy_s": round(casts["float16"], 2),
         "check_bf16_copy_s": round(casts["bfloat16"], 2),
         "check_ns_per_param": round(per_param * 1e9, 2),
+        "cpu_s": cpu,
+        "path_check_fp32_cpu_s_extrapolated": round(cpu["check_fp32"] / params * path_params, 1),
         "params_per_tower": sizes,
         "path_target": args.target,
         "path_frozen_params": path_params,

@@ -144,13 +144,25 @@ def check_window(length: int, expected: int, what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- documents
-def check_keys(given: Iterable[str], known: Iterable[str], where: str) -> None:
-    """Refuse keys of ``given`` that are not in ``known``, each with a "did you mean"."""
+def check_keys(given: Iterable[str], known: Iterable[str], where: str, shown: Iterable[str] | None = None) -> None:
+    """Refuse keys of ``given`` that are not in ``known``, each with a "did you mean" (the message lists ``shown``,
+    default ``known``, as the expected keys).
+
+    Example:
+
+    ```python
+    >>> check_keys({"embed_dims": 32}, ["embed_dim", "specific_dim"], "CodeBindConfig")
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown CodeBindConfig keys 'embed_dims' (did you mean 'embed_dim'?); expected some of ['embed_dim', 'specific_dim']
+
+    ```
+    """
     known = list(known)
     unknown = sorted(set(given) - set(known))
     if unknown:
         listed = "; ".join(f"{key!r}{did_you_mean(key, known)}" for key in unknown)
-        raise ValueError(f"{where}: unknown keys {listed}; expected some of {sorted(known)}")
+        raise ValueError(f"Unknown {where} keys {listed}; expected some of {sorted(known if shown is None else shown)}")
 
 
 def check_fields(document: Mapping, schema: Mapping[str, type | tuple[type, ...]], where: str,
@@ -177,6 +189,29 @@ def _is_a(value, kind: type) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def check_output_dir_free(output_dir, finished_marker: str, what: str, overwrite: bool = False,
+                          resume: bool = False, resumable: bool = True) -> bool:
+    """Refuse an output folder holding a finished run (it has ``finished_marker``), unless ``overwrite`` (replace it)
+    or ``resume`` (continue it; ``resumable=False`` for runs that cannot be continued). Returns whether a finished
+    run is there.
+
+    Raises:
+        FileExistsError: naming the folder, the file that marks the run finished, and both flags.
+    """
+    from pathlib import Path
+
+    marker = Path(output_dir) / finished_marker
+    finished = marker.exists()
+    if finished and not (overwrite or resume):
+        resume_hint = ", --resume_from_checkpoint to continue it" if resumable else ""
+        raise FileExistsError(
+            f"{output_dir} holds a finished {what} ({marker.name} is there); refusing to overwrite it. Pass "
+            f"--overwrite_output_dir to replace it{resume_hint}, or choose another output dir"
+        )
+    return finished
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -210,6 +245,7 @@ __all__ = [
     "check_window",
     "check_keys",
     "check_fields",
+    "check_output_dir_free",
     "check_dataset_not_empty",
     "check_finite_losses",
     "MIN_SAMPLING_RATE",

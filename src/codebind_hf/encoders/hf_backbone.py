@@ -71,6 +71,16 @@ class HFBackboneTower(ModalityTower):
             pooled = torch.full((hidden.shape[0],), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device)
         return TowerOutput(last_hidden_state=hidden, pooled_index=pooled)
 
+    def token_limits(self) -> tuple[int | None, int | None]:
+        if self.input_kwarg != "input_ids":
+            return None, None
+        try:
+            embeddings = self.backbone.get_input_embeddings()
+        except (NotImplementedError, AttributeError):
+            embeddings = None
+        vocab = embeddings.num_embeddings if isinstance(embeddings, nn.Embedding) else None
+        return vocab, getattr(self.backbone.config, "max_position_embeddings", None)
+
     def patchify(self, inputs: torch.Tensor) -> torch.Tensor:
         """ViT patches in the backbone's token order: `(batch, num_patches, channels * p * p)`."""
         p = self._patch_size
