@@ -224,7 +224,8 @@ def check_dataset_not_empty(num_rows: int | None, source: str, split: str | None
 
 def check_finite_losses(losses: Mapping[str, torch.Tensor], step: int, lrs: Mapping[str, float]) -> None:
     """Stop a diverging run at the first non-finite loss, naming the step, the learning rates and the losses."""
-    bad = {name: float(value) for name, value in losses.items() if not math.isfinite(float(value))}
+    values = {name: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for name, v in losses.items()}
+    bad = {name: value for name, value in values.items() if not math.isfinite(value)}
     if bad:
         rates = ", ".join(f"{group} {lr:.3g}" for group, lr in lrs.items())
         raise FloatingPointError(

@@ -32,7 +32,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-_LEFTOVER = re.compile(r"^(tmp|old)-([0-9a-f]{4})-(\d+)-[0-9a-f]+$")
+_LEFTOVER = re.compile(r"^(tmp|old|del)-([0-9a-f]{4})-(\d+)-[0-9a-f]+$")
 _crash_hook: Callable[[str], None] | None = None
 
 
@@ -56,8 +56,8 @@ def _host_tag() -> str:
 
 
 def leftover_name(target: Path, kind: str) -> Path:
-    """A fresh sibling of ``target`` for a writer's temporary (``kind="tmp"``) or set-aside (``"old"``) version; the
-    name carries the writer's host and pid so that a later run can tell a dead writer's leftover from a live one."""
+    """A fresh sibling of ``target`` for a writer's temporary (``kind="tmp"``), set-aside (``"old"``) or doomed
+    (``"del"``) version; the name carries the writer's host and pid so that a later run can tell a dead writer's leftover from a live one."""
     return target.with_name(f".{target.name}.{kind}-{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
@@ -79,8 +79,8 @@ def recover_leftovers(target: str | os.PathLike, quiet: bool = False) -> list[st
     """Heal what interrupted atomic writes of ``target`` (a file or folder) left beside it.
 
     A set-aside previous version (``.<name>.old-*``) is moved back when ``target`` is missing (a crash between the
-    two renames of the portable fallback); every other leftover of a dead writer (``.<name>.tmp-*``, stale
-    ``.old-*``) is removed. Problems (no write permission, say) are reported, not raised.
+    two renames of the portable fallback); every other leftover of a dead writer (``.<name>.tmp-*``, a folder being
+    deleted ``.<name>.del-*``, stale ``.old-*``) is removed. Problems (no write permission, say) are reported, not raised.
 
     Returns:
         `list[str]`: what was done, one sentence each (also logged as warnings unless ``quiet``).

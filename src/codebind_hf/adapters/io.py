@@ -177,6 +177,37 @@ def write_dir_atomically(directory: str | os.PathLike, write: Callable[[Path], N
     return directory
 
 
+def commit_dir(staging: str | os.PathLike, directory: str | os.PathLike) -> Path:
+    """Switch a folder that other code filled (``staging``, a sibling of ``directory``, e.g. where several processes
+    wrote a checkpoint) into place as `write_dir_atomically` does: flushed, then one atomic switch; the previous
+    version is deleted afterwards.
+
+    Returns:
+        `Path`: ``directory``.
+    """
+    staging, directory = Path(staging), Path(directory)
+    if staging.parent.resolve() != directory.parent.resolve():
+        raise ValueError(f"{staging} must be a sibling of {directory} (the switch is a rename)")
+    try:
+        fsync_tree(staging)
+        switch_dir(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def remove_dir_atomically(directory: str | os.PathLike) -> None:
+    """Delete a folder so that no half-deleted version is ever seen under its name: rename it aside first (a dead
+    process's leftover is cleaned by `recover_leftovers`), then delete."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    aside = leftover_name(directory, "del")
+    os.rename(directory, aside)
+    crash_point(f"remove {directory.name}: set aside")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _carry_over(old: Path, staging: Path, replaceable: list[str]) -> None:
     """Link the entries of ``old`` that are not the writer's (not matching ``replaceable``, not rewritten) into
     ``staging``."""
@@ -440,6 +471,8 @@ __all__ = [
     "write_json_atomically",
     "write_dir_atomically",
     "write_files_atomically",
+    "commit_dir",
+    "remove_dir_atomically",
     "ArtifactFormat",
     "push_folder",
     "token_kept_out_of_errors",

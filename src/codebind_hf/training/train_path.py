@@ -32,8 +32,10 @@ from ..losses.objective import PathObjective, ProjectorObjective
 from ..modalities import canonical_modality
 
 from .batching import BatchSpec, EpochBatchSampler, PathCollator, RowDataset, processor_fingerprint, resolve_processor
+from ..validation import check_finite_losses
 from .checkpointing import (
     atomic_save_file,
+    claim_output_dir,
     atomic_write_json,
     load_trained_state,
     read_trainer_state,
@@ -117,6 +119,7 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     if d.dataset is None:
         raise ValueError("data.dataset is not set: give a hub id, a local folder, or a Dataset/DatasetDict/dict")
     output_dir = Path(t.output_dir)
+    claim_output_dir(output_dir, t.overwrite_output_dir, t.resume_from_checkpoint is not None)  # runs never clobber runs
 
     # 1. Accelerator ---------------------------------------------------------------------------------------
     if t.report_to == "tensorboard":
@@ -288,6 +291,8 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
                 with contextlib.nullcontext() if sync else accelerator.no_sync(objective):
                     out = objective(**_to_device(batch, accelerator.device))
                     loss, weights = _weighted_loss(out, balancer, accelerator)
+                    check_finite_losses({"loss": loss.detach(), **out["breakdown"]}, state["global_step"] + 1,
+                                        {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)})
                     accelerator.backward(loss / accum)
                 records += out["records"]
                 step_losses.append(loss.detach())
