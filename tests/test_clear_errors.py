@@ -203,3 +203,66 @@ def test_mismatched_batch_sizes_under_return_loss_name_every_modality(model):
     with pytest.raises(ValueError, match=r"batch sizes differ between modalities \(text 3, vision 2, depth 2\); return_loss pairs"):
         model(input_ids=torch.ones(3, 7, dtype=torch.long), pixel_values=torch.randn(2, 3, 16, 16),
               depth_values=torch.randn(2, 1, 16, 16), return_loss=True)
+
+
+# ---------------------------------------------------------------------------------------------- files of older saves
+def test_a_wrongly_shaped_tensor_names_the_file_the_key_and_both_shapes(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model_checksums.json").unlink()  # as an older save, without checksums
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    weights["shared_heads.depth.proj.weight"] = torch.zeros(5, 5)
+    save_file(weights, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"model\.safetensors: shared_heads\.depth\.proj\.weight has shape \[5, 5\], "
+                                         r"the model of config\.json expects \[32, 32\]"):
+        CodeBindModel.from_pretrained(tmp_path / "m")
+
+
+def test_a_truncated_weights_file_without_checksums_is_named(model, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model_checksums.json").unlink()
+    file = tmp_path / "m" / "model.safetensors"
+    file.write_bytes(file.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=re.escape(str(file)) + " is corrupted or truncated: its safetensors header"):
+        CodeBindModel.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("edit, error, message", [
+    (lambda c: c.pop("ids"), ValueError, r"index\.json lacks the required keys \['ids'\]"),
+    (lambda c: c.update(count="4"), TypeError, r"index\.json: 'count' must be int, got str"),
+    (lambda c: c.update(metadata=[{}]), ValueError, r"index\.json: 4 ids and 1 metadata entries for count 4"),
+])
+def test_an_index_json_that_breaks_the_schema_names_the_key(model, tmp_path, edit, error, message):
+    from codebind_hf.adapters.integrity import seal_json
+    from codebind_hf.index.core import CodeBindIndex
+
+    index = CodeBindIndex.from_model(model, modality="depth", backend="torch")
+    index.add_inputs(model, "depth", torch.randn(4, 1, 16, 16))
+    folder = index.save(tmp_path / "index")
+    config = json.loads((folder / "index.json").read_text())
+    config.pop("content_sha256")
+    edit(config)
+    (folder / "index.json").write_text(seal_json(config))  # well sealed, but not an index.json this library reads
+    with pytest.raises(error, match=message):
+        CodeBindIndex.load(folder, backend="torch")
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_a_diverging_run_stops_naming_the_step_the_lr_and_the_loss(tmp_path):
+    from codebind_hf.training.config import TrainConfig
+    from codebind_hf.training.train_path import train
+    from training_toys import ToyProcessor, tiny_run_values, tiny_training_workdir
+
+    torch.set_num_threads(1)
+    workdir = tiny_training_workdir(tmp_path)
+    values = tiny_run_values(workdir, tmp_path / "run", str(workdir / "data"), max_train_steps=4, checkpointing_steps=None,
+                             save_full_model=False, learning_rate=1e30, learning_rate_new=1e30, max_grad_norm=None)
+    with pytest.raises(FloatingPointError, match=r"training diverged at step \d+ \(learning rate .*1e\+30.*\): ") as error:
+        train(TrainConfig.from_dict(values), processor=ToyProcessor())
+    message = str(error.value)
+    # Either a loss term went non-finite (named), or the weights did and the forward pass met them (named, with
+    # the last value of every loss).
+    assert re.search(r"the loss term\(s\) \w+=(nan|inf|-inf)", message) or (
+        re.search(r"(non-finite trainable tensors: \[|largest trainable weights: \S+ \(max \|w\| )", message)
+        and "last losses: align=" in message), message

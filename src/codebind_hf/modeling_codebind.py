@@ -500,12 +500,18 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load strictly: any missing, unexpected or mismatched weight is an error listing the keys. The weights are
         first checked against ``model_checksums.json`` (``verify_checksums=False`` skips that)."""
-        from .adapters.model_files import check_model_source
+        from .adapters.model_files import check_model_source, explain_load_failure
 
         if kwargs.pop("verify_checksums", True):  # heal an interrupted save, check model_checksums.json
             check_model_source(pretrained_model_name_or_path, **kwargs)
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        except Exception as err:  # say which file or tensor (transformers logs it only); else re-raised as it is
+            better = explain_load_failure(pretrained_model_name_or_path, cls, err)
+            if better is None:
+                raise
+            raise better from err
         problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
         if problems:
             raise ValueError(f"Checkpoint {pretrained_model_name_or_path!s} does not match the model: {problems}")

@@ -235,7 +235,27 @@ def check_finite_losses(losses: Mapping[str, torch.Tensor], step: int, lrs: Mapp
         )
 
 
+def divergence_error(step: int, lrs: Mapping[str, float], cause: Exception, parameters, recent: Mapping[str, list]) -> FloatingPointError:
+    """The error for a run whose forward pass met NaN/inf (``cause``): the step, the learning rates, the trainable
+    tensors that went non-finite and the last value of each loss (the one that grew is the suspect)."""
+    rates = ", ".join(f"{group} {lr:.3g}" for group, lr in lrs.items())
+    trainable = [(name, p.detach()) for name, p in parameters if p.requires_grad and p.numel()]
+    broken = [name for name, p in trainable if not bool(torch.isfinite(p).all())]
+    if broken:
+        weights = f"non-finite trainable tensors: {broken[:5]}"
+    else:  # finite but huge weights overflow in the forward pass
+        largest = sorted(((float(p.abs().max()), name) for name, p in trainable), reverse=True)[:3]
+        weights = "largest trainable weights: " + ", ".join(f"{name} (max |w| {value:.3g})" for value, name in largest)
+    last = ", ".join(f"{name}={values[-1]:.4g}" for name, values in sorted(recent.items()) if values)
+    return FloatingPointError(
+        f"training diverged at step {step} (learning rate {rates}): the forward pass met non-finite values ({cause}); "
+        f"{weights}; last losses: {last or 'none yet'}; lower the learning rate or a loss weight, or enable "
+        "training.max_grad_norm"
+    )
+
+
 __all__ = [
+    "divergence_error",
     "did_you_mean",
     "check_finite_tensors",
     "check_token_ids",

@@ -105,4 +105,33 @@ def _verify_hub_checksums(repo_id: str, hub_kwargs: dict) -> None:
     verify_checksum_list(Path(listing).parent, MODEL_CHECKSUMS, what=f"model {repo_id}", locate=locate)
 
 
-__all__ = ["MODEL_CHECKSUMS", "MODEL_FILES", "save_model_folder", "check_model_source"]
+def explain_load_failure(name_or_path, model_class, error: Exception) -> Exception | None:
+    """For a local folder transformers could not load: an error naming the unreadable weights file, or every tensor
+    whose shape differs from what ``config.json`` builds (file, key, both shapes); None if neither explains it."""
+    import torch
+    from safetensors import safe_open
+
+    folder = Path(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
+    if folder is None or not folder.is_dir():
+        return None
+    files = sorted(folder.glob("model*.safetensors"))
+    headers = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                headers[file] = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        except Exception as err:  # safetensors raises its own error types, by version
+            return ValueError(f"{file} is corrupted or truncated: its safetensors header cannot be read ({err})")
+    if "mismatched" not in str(error) and "size" not in str(error):
+        return None
+    try:
+        with torch.device("meta"):
+            expected = {k: list(v.shape) for k, v in model_class(model_class.config_class.from_pretrained(folder)).state_dict().items()}
+    except Exception:
+        return None
+    wrong = [f"{file.name}: {key} has shape {shape}, the model of config.json expects {expected[key]}"
+             for file, keys in headers.items() for key, shape in keys.items() if key in expected and expected[key] != shape]
+    return ValueError(f"{folder}: tensors of the wrong shape: " + "; ".join(wrong[:10])) if wrong else None
+
+
+__all__ = ["MODEL_CHECKSUMS", "MODEL_FILES", "save_model_folder", "check_model_source", "explain_load_failure"]
