@@ -525,6 +525,7 @@ class CodeBindIndex:
     ) -> CodeBindIndex:
         """Load from a local folder or a Hub repo written by :meth:`push_to_hub` (its index files only)."""
         index_dir = Path(repo_id_or_dir)
+        recover_leftovers(index_dir)  # an interrupted local save: the old version back before the folder is looked for
         if not index_dir.is_dir():
             index_dir = download_snapshot(str(repo_id_or_dir), list(INDEX_FILES), revision=revision, token=token)
         return cls.load(index_dir, backend, codebook)
