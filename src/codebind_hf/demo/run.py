@@ -33,7 +33,7 @@ import torch
 
 from ..adapters.io import write_file_atomically
 from .conditions import CONDITIONS
-from .data import DEFAULT_SPEC, QUICK_SPEC, default_cache_dir, load_demo_data
+from .data import DEFAULT_SPEC, QUICK_SPEC, default_cache_dir, ensure_espeak, load_demo_data
 from .plots import plot_codebook_usage, plot_losses, plot_probes, plot_sweep, plot_tsne
 from .sweep import (
     FULL_FRACTIONS,
@@ -93,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=None, help="dataset cache (default: $CODEBIND_DEMO_CACHE or ~/.cache/codebind_hf/demo)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 2; 3 with --full, 1 with --quick)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--install-system-deps", action="store_true",
+                        help="install espeak-ng (apt-get or brew) if it is missing; without it the demo changes nothing "
+                             "on the system and stops with the command to run")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes running the sweep's points in parallel (default: one per CPU core)")
     parser.add_argument("--threads", type=int, default=1,
@@ -282,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point ``codebind-demo``."""
     args = parse_args(argv)
     configure_process(None, not args.no_progress)  # threads: run_demo sets them for its runs only
+    if args.install_system_deps:  # the one place the demo may change the system, and only when asked
+        ensure_espeak(install=True)
     run_demo(args.quick, args.output, args.ablations, args.cache_dir, args.seeds, not args.no_progress, args.workers,
              args.threads, full=args.full, fractions=args.fractions, conditions=args.conditions, width=args.width)  # fmt: skip
     return 0
