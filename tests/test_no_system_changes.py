@@ -43,7 +43,7 @@ def test_a_missing_espeak_stops_with_the_exact_commands_and_runs_nothing(no_espe
 
 def test_install_system_deps_runs_the_install_then_the_demo(no_espeak, monkeypatch):
     called = []
-    monkeypatch.setattr(demo_run, "run_demo", lambda *args: called.append(args))
+    monkeypatch.setattr(demo_run, "run_demo", lambda *args, **kwargs: called.append(args))
     assert demo_run.main(["--quick", "--install-system-deps", "--no-progress"]) == 0
     assert no_espeak == [["sudo", "apt-get", "update", "-qq"], ["sudo", "apt-get", "install", "-y", "-qq", "espeak-ng"]]
     assert len(called) == 1
