@@ -209,7 +209,7 @@ def test_known_answer_on_a_hand_labelled_benchmark(setup, tmp_path, name, quanti
     assert main(argv) == 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["results"][name]["accuracy@1"] == pytest.approx(4 / 6)
     # --limit 3 keeps the first three items, all labelled with their prediction.
-    assert main([*argv, "--limit", "3"]) == 0
+    assert main([*argv, "--limit", "3", "--overwrite_output_dir"]) == 0  # a finished run is replaced only when asked
     payload = json.loads((tmp_path / "out" / "results.json").read_text())
     assert payload["results"][name]["accuracy@1"] == 1.0 and payload["num_items"][name] == {"test": 3}
 

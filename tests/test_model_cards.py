@@ -7,6 +7,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from codebind_hf.adapters.fingerprint import short_fingerprint
 from codebind_hf import CodeBindModel
 from codebind_hf.adapters.model_cards import hub_repo_id, read_eval_results, render_base_card, render_path_card
 from tiny_models import tiny_config
@@ -85,7 +86,7 @@ def test_path_card_parses_and_carries_metadata(path_config, tmp_path):
         assert section in body, section
     assert 'model.load_path("org/depth-path")' in body and 'from_pretrained("org/codebind-base")' in body
     assert "CC BY-NC-SA 4.0" in body and "ImageBind" in body
-    assert f"revision `{'a' * 40}`" in body and path_config["base_model"]["fingerprint"][:16] in body
+    assert f"revision `{'a' * 40}`" in body and short_fingerprint(path_config["base_model"]["fingerprint"]) in body
     assert "rank 4, alpha 4, last 1 blocks" in body and "| NYU-D | top1 | 0.593 |" in body  # alpha = rank: scale 1
     values = sum(math.prod(s) for s in path_config["shapes"].values())
     assert f"{values:,} values" in body

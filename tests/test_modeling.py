@@ -127,10 +127,13 @@ def test_loading_is_strict(model, tmp_path):
     weights = load_file(tmp_path / "m" / "model.safetensors")
     weights.pop("quantizers.depth.shared.codebook")
     save_file(weights, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"model\.safetensors is corrupted.*model_checksums\.json"):
+        CodeBindModel.from_pretrained(tmp_path / "m")  # the edit is caught by the checksum first
     with pytest.raises(ValueError, match="quantizers.depth.shared.codebook"):
-        CodeBindModel.from_pretrained(tmp_path / "m")
+        CodeBindModel.from_pretrained(tmp_path / "m", verify_checksums=False)
     # non-strict only when asked, and the loading info lists what was missing
-    loaded, info = CodeBindModel.from_pretrained(tmp_path / "m", strict=False, output_loading_info=True)
+    loaded, info = CodeBindModel.from_pretrained(tmp_path / "m", strict=False, output_loading_info=True,
+                                                 verify_checksums=False)
     assert sorted(info["missing_keys"]) == ["quantizers.depth.shared.codebook"]
     assert torch.allclose(loaded.quantizers["depth"].shared.codebook.norm(dim=-1), torch.ones(64))  # initialised
     model.save_pretrained(tmp_path / "ok")

@@ -196,7 +196,7 @@ def test_integer_pcm_arrays_are_scaled_like_files(extractor):
         ([np.zeros(1000)], 16000.0, TypeError, "must be an int"),
         ([np.zeros(1000)], True, TypeError, "must be an int"),
         ([np.zeros(1000)], "16k", TypeError, "must be an int"),
-        ([np.zeros(1000)], -16000, ValueError, "must be positive"),
+        ([np.zeros(1000)], -16000, ValueError, "must be a positive number of Hz"),
         ([np.zeros(0)], 16000, ValueError, "empty"),
         ([np.full(1000, np.nan)], 16000, ValueError, "NaN"),
         ([np.full(1000, np.inf)], 16000, ValueError, "NaN or inf"),

@@ -85,7 +85,8 @@ def run_config(args, output_dir: str, cache: bool) -> TrainConfig:
         "cache": {"enabled": cache, "batch_size": 64},
         "codebooks": {"kmeans_init_batches": 1},
         "training": {"output_dir": output_dir, "seed": 0, "per_device_batch_size": args.batch, "max_train_steps": args.steps,
-                     "checkpointing_steps": None, "logging_steps": 10_000, "save_full_model": False, "warmup_steps": 0},
+                     "checkpointing_steps": None, "logging_steps": 10_000, "save_full_model": False, "warmup_steps": 0,
+                     "overwrite_output_dir": True},  # the cached run is repeated in its folder (its cache is reused)
     })
 
 

@@ -9,6 +9,7 @@ from transformers import PreTrainedConfig
 
 from .configuration_subconfigs import CodeBindDecoderConfig, DecoderConfig, CodeBindTowerConfig, TowerConfigViews
 from .modalities import MODALITIES, canonical_modality
+from .validation import check_fields, check_keys
 
 TOWER_FAMILIES = ("hf", "imagebind", "vitlens")
 LOSS_NAMES = ("align", "recon", "vq", "ctr", "cuni", "cm", "orth", "uni")
@@ -113,10 +114,8 @@ def _dataclass_from(cls, value, what: str):
         return value
     if not isinstance(value, dict):
         raise TypeError(f"{what} must be a dict or {cls.__name__}, got {type(value).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ValueError(f"Unknown {what} keys {unknown}; expected some of {sorted(known)}")
+    check_keys(value, [f.name for f in fields(cls)], what)
+    check_fields(value, {f.name: _FIELD_TYPES.get(f.type, object) for f in fields(cls)}, what, required=())
     return cls(**value)
 
 
@@ -144,6 +143,30 @@ def normalize_variants(variants, where: str = "variants") -> dict[str, str]:
     if bad:
         raise ValueError(f"{where}: each switch is 'paper' or 'official'; got {bad}")
     return out
+
+
+# Annotation (a string, under `from __future__ import annotations`) -> the JSON types a config file may hold.
+_FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list, "dict[str, float]": dict,
+                "dict": dict, "dict[str, str]": (dict, str), "int | None": (int, type(None)),
+                "dict | None": (dict, type(None)), "list | None": (list, tuple, type(None))}
+# Keys of a saved config.json that are transformers' own, not CodeBind's.
+_GENERIC_KEYS = {f.name for f in fields(PreTrainedConfig)} | {
+    "model_type", "name_or_path", "_name_or_path", "auto_map", "_commit_hash", "torch_dtype", "output_attentions",
+    "_attn_implementation", "_attn_implementation_autoset", "attn_implementation", "num_labels",
+    # attributes every transformers config may carry (set by transformers' own code and tests, saved when changed)
+    "tie_word_embeddings", "use_cache", "pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id",
+    "decoder_start_token_id", "is_decoder", "add_cross_attention", "tokenizer_class", "prefix", "finetuning_task",
+    "task_specific_params", "pruned_heads", "torchscript", "use_bfloat16", "tf_legacy_loss",
+}
+
+
+def _check_config_document(config: "CodeBindConfig", extra: dict) -> None:
+    """A config.json with a typo'd key or a wrongly typed field is refused before anything is built (a silent
+    default ``embed_dim=1024`` would only fail later, as a shape error)."""
+    ours = [f.name for f in fields(config) if f.name not in _GENERIC_KEYS]
+    check_keys(extra, [*ours, *_GENERIC_KEYS], "CodeBindConfig", shown=ours)
+    check_fields({k: getattr(config, k) for k in ours}, {k: _FIELD_TYPES.get(config.__dataclass_fields__[k].type, object)
+                                                         for k in ours}, "CodeBindConfig", required=())
 
 
 def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
@@ -222,6 +245,7 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        _check_config_document(self, kwargs)
         self.modalities = {canonical_modality(m): dict(cfg) for m, cfg in (self.modalities or {}).items()}
         self.bridges = [canonical_modality(m) for m in (self.bridges if self.bridges is not None else ["text", "vision"])]
         self.bridges = [m for m in self.bridges if m in self.modalities] if self.bridges else []
@@ -229,6 +253,21 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         self.decoder = CodeBindDecoderConfig.coerce(self.decoder)
         self.paths = {canonical_modality(t): normalize_path_config(t, p) for t, p in (self.paths or {}).items()}
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """`PreTrainedConfig.from_dict`; a saved CodeBind config (``model_type`` ``"codebind"``) must have every
+        field that shapes the model, since a missing one would silently take its default."""
+        if isinstance(config_dict, dict) and config_dict.get("model_type") == cls.model_type:
+            ours = [f.name for f in fields(cls) if f.name not in _GENERIC_KEYS]
+            check_keys(config_dict, [*ours, *_GENERIC_KEYS], "CodeBindConfig (config.json)", shown=ours)
+            missing = [key for key in ("modalities", "embed_dim", "specific_dim") if key not in config_dict]
+            if missing:
+                raise ValueError(
+                    f"this CodeBind config (config.json) lacks {missing}; a saved config has them all, so the file "
+                    "is incomplete or was edited"
+                )
+        return super().from_dict(config_dict, **kwargs)
 
     def validate_architecture(self):
         """Reject configurations that cannot build a model, naming the offending entry."""

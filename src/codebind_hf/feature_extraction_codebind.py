@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
+from .validation import check_sampling_rate
+
 # Kaldi frame settings ImageBind uses.
 FRAME_LENGTH_MS, FRAME_SHIFT_MS, PREEMPHASIS = 25.0, 10.0, 0.97
 _RESAMPLE_BLOCK = 1 << 14  # output blocks per matmul, bounds the memory of long files
@@ -303,6 +305,7 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_sampling_rate(sampling_rate, "the feature extractor's target rate")
         if not clip_duration > 0 or not std > 0:
             raise ValueError(f"clip_duration and std must be positive, got {clip_duration!r} and {std!r}")
         self.sampling_rate, self.num_mel_bins, self.target_length = sampling_rate, num_mel_bins, target_length
@@ -315,8 +318,8 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
             isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer))
         ):
             raise TypeError(f"sampling_rate must be an int number of Hz (e.g. 16000), got {sampling_rate!r}")
-        if sampling_rate is not None and sampling_rate <= 0:
-            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+        if sampling_rate is not None:
+            check_sampling_rate(int(sampling_rate))  # positive, and not kHz by mistake
         if isinstance(audio, (str, Path)):
             data, rate = read_audio(audio)
             if sampling_rate is not None and int(sampling_rate) != rate:

@@ -4,7 +4,8 @@
   ImageBind's IMU tower. ImageBind ships no IMU loader; here a longer recording keeps its centre 2000 samples and a
   shorter one is zero-padded at the end. Resample to the tower's rate yourself before, if yours differs.
 - EEG `(128, T)` -> `(128, 512)` as the official CodeBind loader: keep time steps ``[20, 460)`` (``eeg_time_window``),
-  then linearly interpolate the kept samples onto 512 equally spaced points (first and last sample kept).
+  then linearly interpolate the kept samples onto 512 equally spaced points (first and last sample kept). A recording
+  shorter than the window (fewer than 460 steps) is refused rather than stretched.
 - Point clouds `(N, 3)` (xyz) or `(N, 6)` (xyz + rgb or normals) -> `(num_points, C)` with ``num_points=8192``:
   ``N >= num_points``: a random subset without replacement; ``N < num_points``: every point, plus random repeats to
   fill. The generator is seeded (``seed``), so one cloud always gives the same tensor. Then xyz are centred on their
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 
 from .encoders.vitlens_layers import farthest_point_sample  # the point lens's own sampler
+from .validation import check_window
 
 
 POINT_SAMPLING = ("random", "fps")
@@ -168,18 +170,20 @@ class CodeBindSensorFeatureExtractor(FeatureExtractionMixin):
         return torch.stack(out)
 
     def eeg(self, items) -> torch.Tensor:
-        """EEG `(eeg_channels, T)` -> `(batch, eeg_channels, eeg_length)`: time window, then linear resampling."""
+        """EEG `(eeg_channels, T)` -> `(batch, eeg_channels, eeg_length)`: time window, then linear resampling.
+
+        A recording must cover the whole window (``T >= eeg_time_window[1]``): a shorter one is refused, not
+        stretched. Without a window (``eeg_time_window=None``) any ``T >= 2`` is resampled, as asked."""
         out = []
         for i, item in enumerate(_batch(items, "eeg")):
             array = self._series(_as_float_array(item, f"EEG item {i}"), self.eeg_channels, f"EEG item {i}")
+            # A recording shorter than the window is refused, never stretched into 512 steps of something else.
             if self.eeg_time_window is not None:
                 start, end = self.eeg_time_window
+                check_window(array.shape[1], end, f"EEG item {i} (time window [{start}, {end}))")
                 array = array[:, start:end]
             if array.shape[1] < 2:
-                window = f" after keeping time steps {self.eeg_time_window}" if self.eeg_time_window else ""
-                raise ValueError(
-                    f"EEG item {i} has {array.shape[1]} time steps{window}; need at least 2 to interpolate"
-                )
+                raise ValueError(f"EEG item {i} has {array.shape[1]} time steps; need at least 2 to interpolate")
             # float64 like the reference's scipy interp1d; align_corners=True maps linspace(0, 1, T) onto
             # linspace(0, 1, eeg_length).
             series = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))[None]

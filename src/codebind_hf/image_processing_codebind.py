@@ -134,6 +134,10 @@ def _items(value, what: str) -> list:
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if not items:
         raise ValueError(f"{what} is empty; expected at least one item")
+    missing = [i for i, item in enumerate(items) if item is None]
+    if missing:
+        raise ValueError(f"{what}[{missing[0]}] is None ({len(missing)} of {len(items)} items are); expected a file path, "
+                         "PIL image, array or tensor for every item")
     return items
 
 

@@ -21,6 +21,7 @@ from .modalities import INPUT_KEYS, VIDEO_INPUT_KEY, canonical_modality
 from .adapters.paths import ModalityPathMixin
 from .adapters.state import AdapterState
 from .quantization.quantizer import QuantizerOutput, build_path_quantizers
+from .validation import check_attention_mask, check_batch, check_batch_sizes, check_token_ids
 
 PARTS = ("shared", "specific", "concat")
 
@@ -184,9 +185,12 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         tower = self.towers[modality]
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"{modality} inputs must be a torch.Tensor (use CodeBindProcessor), got {type(inputs).__name__}")
+        check_batch(modality, inputs)
         if modality == "text":
             if inputs.is_floating_point():
                 raise TypeError(f"text inputs must be integer token ids, got dtype {inputs.dtype}")
+            if inputs.ndim >= 2:  # before the embedding, whose own error would not say what was wrong
+                check_token_ids(inputs.reshape(-1, inputs.shape[-1]), *tower.token_limits())
         else:
             if not inputs.is_floating_point():
                 raise TypeError(f"{modality} inputs must be a floating point tensor, got dtype {inputs.dtype}")
@@ -422,6 +426,10 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         if isinstance(inputs, dict) or hasattr(inputs, "keys"):
             inputs, attention_mask = self._pick_input(modality, inputs, attention_mask)
         self._check_input(modality, inputs)
+        if attention_mask is not None:
+            if modality != "text":
+                raise ValueError(f"attention_mask is for text inputs; {modality} inputs take none")
+            check_attention_mask(attention_mask, inputs)
         need_specific = part != "shared"
         if need_specific and not self.config.has_specific(modality):
             raise ValueError(f"Modality {modality!r} has no specific part; use part='shared'")
@@ -495,7 +503,13 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                   "imu_values": imu_values, "tactile_values": tactile_values, "eeg_values": eeg_values,
                   "point_values": point_values}
         present = self._present_modalities(inputs)
+        if attention_mask is not None:  # never dropped silently
+            if "text" not in present:
+                raise ValueError(f"attention_mask was given without input_ids (inputs: {sorted(present)}); it masks text tokens")
+            check_attention_mask(attention_mask, present["text"])
         if return_loss:
+            check_batch_sizes({m: t.shape[0] for m, t in present.items()},
+                              "return_loss pairs row i of every modality, so every modality needs the same batch size")
             path = self._loss_path(present, path)
         encodings: dict[str, ModalityEncoding] = {}
         towers_out = {}

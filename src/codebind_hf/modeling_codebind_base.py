@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -196,16 +198,53 @@ class CodeBindPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, include_decoder: bool | None = None, **kwargs):
         """`PreTrainedModel.save_pretrained` (every argument, ``state_dict`` included): saves what the model holds, so
         loading gives it back exactly, decoder included. ``include_decoder=False`` saves without the decoder (as
-        `drop_decoder` would, leaving this model as it is)."""
+        `drop_decoder` would, leaving this model as it is).
+
+        Atomic and checksummed (`codebind_hf.adapters.model_files.save_model_folder`): the files are written beside
+        ``save_directory`` and switched in as one set, with the weights' sha256 in ``model_checksums.json``; other
+        files already in the folder are kept. ``push_to_hub=True`` uploads the saved model afterwards.
+        """
+        from .adapters.model_files import save_model_folder
+
+        if args:  # transformers' positional order (is_main_process, state_dict, ...)
+            names = [n for n in inspect.signature(PreTrainedModel.save_pretrained).parameters
+                     if n not in ("self", "save_directory")]
+            for name, value in zip(names, args):
+                if name in kwargs:
+                    raise TypeError(f"save_pretrained() got multiple values for argument {name!r}")
+                kwargs[name] = value
+        if kwargs.pop("push_to_hub", False):
+            push = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "create_pr", "revision",
+                                                "commit_description") if k in kwargs}
+            if kwargs.get("token") is not None:
+                push["token"] = kwargs["token"]
+            repo_id = push.pop("repo_id", Path(save_directory).name)
+            self.save_pretrained(save_directory, include_decoder=include_decoder, **kwargs)
+            return self._push_saved_folder(save_directory, repo_id, **push)
+        is_main = kwargs.pop("is_main_process", True)
+        return save_model_folder(
+            save_directory, lambda staging: self._save_pretrained_files(staging, include_decoder, **kwargs),
+            is_main_process=is_main,
+        )
+
+    def _push_saved_folder(self, save_directory, repo_id: str, **push):
+        """Upload the folder `save_pretrained` just wrote (checksums included) as one commit."""
+        from .adapters.io import push_folder
+
+        return push_folder(lambda _tmp: str(save_directory), repo_id, token=push.pop("token", None),
+                           private=push.pop("private", None), **push)
+
+    def _save_pretrained_files(self, save_directory, include_decoder: bool | None, **kwargs):
+        """transformers' own save into ``save_directory`` (the staging folder), without the decoder when asked."""
         if include_decoder is not False or self.decoder is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            return super().save_pretrained(save_directory, **kwargs)
         state = kwargs.pop("state_dict", None)
         state = self.state_dict() if state is None else state
         kwargs["state_dict"] = {k: v for k, v in state.items() if not k.startswith("decoder.")}
         settings = self.config.decoder
         self.config.decoder = {**settings.settings(), "enabled": False}
         try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            return super().save_pretrained(save_directory, **kwargs)
         finally:
             self.config.decoder = settings
 
@@ -215,10 +254,24 @@ class CodeBindPreTrainedModel(PreTrainedModel):
         error listing the keys. A non-strict load has to be asked for: ``strict=False`` loads anyway (missing weights
         initialised) and logs what was missing; ``output_loading_info=True`` returns ``(model, loading_info)``
         without raising, the caller getting the lists; ``ignore_mismatched_sizes=True`` allows re-initialised
-        mis-shaped weights."""
+        mis-shaped weights.
+
+        The weights are first checked against ``model_checksums.json`` and an interrupted local save is healed
+        (``verify_checksums=False`` skips that); an unreadable or wrongly shaped weights file is named."""
+        from .adapters.model_files import check_model_source, explain_load_failure
+
+        if kwargs.pop("verify_checksums", True):
+            hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only", "subfolder") if k in kwargs}
+            check_model_source(pretrained_model_name_or_path, **hub)
         want_info = kwargs.pop("output_loading_info", False)
         strict = strict and not want_info
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        except Exception as err:  # say which file or tensor (transformers logs it only); else re-raised as it is
+            better = explain_load_failure(pretrained_model_name_or_path, cls, err)
+            if better is None:
+                raise
+            raise better from err
         allowed = {"mismatched_keys"} if kwargs.get("ignore_mismatched_sizes") else set()
         problems = {k: sorted(map(str, info[k])) for k in _LOAD_PROBLEMS if info.get(k) and k not in allowed}
         if problems and strict:

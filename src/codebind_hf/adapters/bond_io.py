@@ -29,7 +29,7 @@ from ..modalities import canonical_modality
 from ..version import __version__
 from .bonds import SpaceBond, SpaceBondConfig
 from .io import ArtifactFormat, push_folder
-from .paths import base_model_fingerprint, base_model_record, check_base_model
+from .paths import base_model_fingerprint, base_model_record, base_model_weights, check_base_model
 from .state import adapter_state, renamed_argument
 
 logger = logging.getLogger(__name__)
@@ -155,8 +155,12 @@ def _expert_embeddings(bond: SpaceBond, expert_features, inputs) -> torch.Tensor
 def bond_base_fingerprint(model, modality: str) -> str:
     """Fingerprint of what a bond on ``modality`` depends on: that modality's tower and shared head (see
     `codebind_hf.adapters.paths.base_model_fingerprint`; LoRA weights are not part of it)."""
+    return base_model_fingerprint(model, modality, _bond_path(modality))
+
+
+def _bond_path(modality: str) -> dict:
     # As a fully fine-tuned "path" bridged by itself, the fingerprint covers exactly towers.<m> and shared_heads.<m>.
-    return base_model_fingerprint(model, modality, {"bridges": [modality], "mode": "fulltune"})
+    return {"bridges": [modality], "mode": "fulltune"}
 
 
 def _resolve(model_or_bond, name: str | None) -> tuple[SpaceBond, object | None]:
@@ -292,7 +296,8 @@ def load_bond(
     if base is None:
         logger.warning("Bond %r records no base model; its fit to this model is not checked", bond.name)
     else:
-        check_base_model(model, base, bond_base_fingerprint(model, bond.config.modality), f"bond {bond.name!r}",
+        weights = base_model_weights(model, bond.config.modality, _bond_path(bond.config.modality))
+        check_base_model(model, base, weights, f"bond {bond.name!r}",
                          f"its {bond.config.modality} tower/shared head differ, so the bond's projector would not fit")
     bond.set_expert_encoder(expert_encoder)
     add_bond(model, bond, replace=replace)

@@ -4,18 +4,21 @@ transfers whose errors never show the token."""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from ..validation import check_finite_tensors
+from .atomic_switch import crash_point, fsync_tree, leftover_name, link_or_copy, recover_leftovers, switch_dir
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -63,7 +66,8 @@ def write_file_atomically(path: str | os.PathLike, data: str | bytes | Callable[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = str(leftover_name(path, "tmp"))
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         if callable(data):
             os.close(handle)
@@ -75,7 +79,9 @@ def write_file_atomically(path: str | os.PathLike, data: str | bytes | Callable[
             with open(tmp, "rb+") as out:
                 os.fsync(out.fileno())
         _default_permissions(tmp, 0o666)
+        crash_point(f"file {path.name}: written")
         os.replace(tmp, path)
+        crash_point(f"file {path.name}: renamed")
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -102,61 +108,123 @@ def write_json_atomically(path: str | os.PathLike, payload, *, fsync: bool = Fal
 
 
 def _staging_dir(directory: Path) -> Path:
-    """An empty folder beside ``directory`` (same file system, so entries can be renamed into place)."""
+    """An empty folder beside ``directory`` (same file system, so it can be switched into place), named so that a
+    later run can tell a dead writer's leftover (`recover_leftovers`)."""
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    staging = leftover_name(directory, "tmp")
+    staging.mkdir()
     _default_permissions(staging, 0o777)
     return staging
 
 
-def write_dir_atomically(directory: str | os.PathLike, write: Callable[[Path], None],
-                         replaceable: Iterable[str] | None) -> Path:
-    """Fill a temporary sibling folder through ``write(staging_dir)``, then rename it to ``directory``.
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
-    An existing ``directory`` is replaced only if it holds nothing but files named in ``replaceable`` (so a
-    mistyped folder cannot wipe, say, a training run); ``replaceable=None`` replaces whatever it holds (for a folder
-    the caller owns entirely, such as a cache entry). If anything fails, the previous folder is left as it was.
+
+def write_dir_atomically(directory: str | os.PathLike, write: Callable[[Path], None],
+                         replaceable: Iterable[str] | None, *, keep_others: bool = False) -> Path:
+    """Fill a temporary sibling folder through ``write(staging_dir)``, flush it to disk, then switch it with
+    ``directory`` in one atomic step: a reader, or a crash at any point, sees the old folder or the new one, whole.
+
+    An existing ``directory`` is replaced only if it holds nothing but files matching ``replaceable`` (names or
+    `fnmatch` patterns), so a mistyped folder cannot wipe, say, a training run; ``replaceable=None`` replaces
+    whatever it holds (for a folder the caller owns entirely, such as a cache entry). With ``keep_others`` the
+    other files are kept instead: hard-linked (or copied) into the new version, while files matching
+    ``replaceable`` that ``write`` did not produce are dropped (a stale shard index, say). Leftovers of interrupted
+    writes beside ``directory`` are healed first (`recover_leftovers`). If anything fails, the previous folder is
+    left as it was.
+
+    Example:
+
+    ```python
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "model"
+    >>> _ = write_dir_atomically(folder, lambda d: (d / "a.bin").write_text("1"), replaceable=["*.bin"])
+    >>> (folder / "notes.txt").write_text("mine")
+    4
+    >>> _ = write_dir_atomically(folder, lambda d: (d / "b.bin").write_text("2"), ["*.bin"], keep_others=True)
+    >>> sorted(p.name for p in folder.iterdir())  # a.bin was ours and is gone; notes.txt is kept
+    ['b.bin', 'notes.txt']
+
+    ```
 
     Returns:
         `Path`: ``directory``.
     """
     directory = Path(directory)
+    recover_leftovers(directory)
+    patterns = None if replaceable is None else list(replaceable)
     if directory.exists():
         if not directory.is_dir():
             raise NotADirectoryError(f"{directory} exists and is not a directory")
-        if replaceable is not None:
-            replaceable = set(replaceable)
-            foreign = sorted(p.name for p in directory.iterdir() if p.name not in replaceable)
+        if patterns is not None and not keep_others:
+            foreign = sorted(p.name for p in directory.iterdir() if not _matches(p.name, patterns))
             if foreign:
                 raise FileExistsError(
                     f"{directory} holds other files {foreign[:5]}; write into a new or empty directory (or one "
-                    f"holding only {sorted(replaceable)}), since it is replaced as a whole"
+                    f"holding only {sorted(patterns)}), since it is replaced as a whole"
                 )
     staging = _staging_dir(directory)
-    old = None
     try:
         write(staging)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(directory, old)
-        os.replace(staging, directory)
-    except BaseException:
-        if old is not None and not directory.exists():
-            os.replace(old, directory)
-        raise
+        if keep_others and directory.is_dir():
+            _carry_over(directory, staging, patterns or [])
+        fsync_tree(staging)
+        switch_dir(staging, directory)
     finally:
+        # the failed attempt, or (after an exchange) the previous version
         shutil.rmtree(staging, ignore_errors=True)
-        if old is not None and directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
-def write_files_atomically(directory: str | os.PathLike, write: Callable[[Path], None]) -> list[Path]:
-    """Fill a temporary sibling folder through ``write(staging_dir)``, then move what it wrote into ``directory``.
+def commit_dir(staging: str | os.PathLike, directory: str | os.PathLike) -> Path:
+    """Switch a folder that other code filled (``staging``, a sibling of ``directory``, e.g. where several processes
+    wrote a checkpoint) into place as `write_dir_atomically` does: flushed, then one atomic switch; the previous
+    version is deleted afterwards.
 
-    A new ``directory`` is the staging folder renamed in one step. Into an existing one each entry is renamed over
-    its namesake (a folder replaces a folder), so every file appears whole and files ``write`` did not produce are
-    kept (unlike `write_dir_atomically`, which replaces the folder as a whole).
+    Returns:
+        `Path`: ``directory``.
+    """
+    staging, directory = Path(staging), Path(directory)
+    if staging.parent.resolve() != directory.parent.resolve():
+        raise ValueError(f"{staging} must be a sibling of {directory} (the switch is a rename)")
+    try:
+        fsync_tree(staging)
+        switch_dir(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def remove_dir_atomically(directory: str | os.PathLike) -> None:
+    """Delete a folder so that no half-deleted version is ever seen under its name: rename it aside first (a dead
+    process's leftover is cleaned by `recover_leftovers`), then delete."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    aside = leftover_name(directory, "del")
+    os.rename(directory, aside)
+    crash_point(f"remove {directory.name}: set aside")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _carry_over(old: Path, staging: Path, replaceable: list[str]) -> None:
+    """Link the entries of ``old`` that are not the writer's (not matching ``replaceable``, not rewritten) into
+    ``staging``."""
+    for entry in sorted(old.iterdir()):
+        target = staging / entry.name
+        if os.path.lexists(target) or _matches(entry.name, replaceable):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True, copy_function=link_or_copy)
+        else:
+            link_or_copy(str(entry), str(target))
+
+
+def write_files_atomically(directory: str | os.PathLike, write: Callable[[Path], None]) -> list[Path]:
+    """Write files into ``directory`` as one atomic step, keeping the files ``write`` does not produce: the
+    `write_dir_atomically` switch of a new version holding what ``write(staging_dir)`` wrote plus links to the
+    other files already there.
 
     Example:
 
@@ -174,23 +242,14 @@ def write_files_atomically(directory: str | os.PathLike, write: Callable[[Path],
     Returns:
         `list[Path]`: the paths written in ``directory``, by name.
     """
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(f"{directory} exists and is not a directory")
-    staging = _staging_dir(directory)
-    try:
+    names: list[str] = []
+
+    def record(staging: Path) -> None:
         write(staging)
-        names = sorted(item.name for item in staging.iterdir())
-        if not directory.exists():
-            os.replace(staging, directory)
-        else:
-            for name in names:
-                if (staging / name).is_dir():
-                    shutil.rmtree(directory / name, ignore_errors=True)
-                os.replace(staging / name, directory / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [directory / name for name in names]
+        names.extend(sorted(item.name for item in staging.iterdir()))
+
+    write_dir_atomically(directory, record, replaceable=(), keep_others=True)
+    return [Path(directory) / name for name in names]
 
 
 @contextlib.contextmanager
@@ -313,6 +372,8 @@ class ArtifactFormat:
             `Path`: ``directory``.
         """
 
+        check_finite_tensors(state, f"the {self.kind}'s weights")  # a NaN saved is a NaN loaded, silently
+
         def write(staging: Path) -> None:
             # One metadata key: safetensors writes a multi-key map in random order, and equal artifacts should be
             # byte-identical (the Hub then skips unchanged files).
@@ -327,6 +388,7 @@ class ArtifactFormat:
     def local_dir(self, repo_id_or_dir: str | os.PathLike, revision: str | None = None, token=None) -> Path:
         """``repo_id_or_dir`` if it is a folder, else the snapshot of the Hub repo of that id (this format's files)."""
         directory = Path(repo_id_or_dir)
+        recover_leftovers(directory)  # a save interrupted between its renames leaves the old version aside
         if not directory.is_dir():
             if directory.exists():
                 raise NotADirectoryError(f"{directory} is a file; pass the folder holding {self.config_file}")
@@ -341,6 +403,7 @@ class ArtifactFormat:
             `tuple[dict, dict[str, torch.Tensor]]`: the config and the tensors.
         """
         directory = Path(directory)
+        recover_leftovers(directory)
         config_file, weights_file = directory / self.config_file, directory / self.weights_file
         for file in (config_file, weights_file):
             if not file.is_file():
@@ -369,6 +432,7 @@ class ArtifactFormat:
             state = load_file(weights_file)
         except (SafetensorError, OSError, ValueError) as err:
             raise ValueError(f"{weights_file} is corrupted or truncated: {err}") from err
+        check_finite_tensors(state, str(weights_file))
         recorded = {k: list(v) for k, v in config["shapes"].items()}
         found = {k: list(v.shape) for k, v in state.items()}
         if recorded != found:
@@ -401,10 +465,14 @@ def push_folder(write: Callable[[Path], str | os.PathLike], repo_id: str, *, tok
 
 __all__ = [
     "file_sha256",
+    "crash_point",
+    "recover_leftovers",
     "write_file_atomically",
     "write_json_atomically",
     "write_dir_atomically",
     "write_files_atomically",
+    "commit_dir",
+    "remove_dir_atomically",
     "ArtifactFormat",
     "push_folder",
     "token_kept_out_of_errors",

@@ -20,6 +20,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from ..version import __version__
+from .fingerprint import short_fingerprint
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "model_cards"
 IMAGEBIND_LICENSE = "cc-by-nc-sa-4.0"
@@ -184,7 +185,7 @@ def render_path_card(
     return _render(
         "path_card.md.j2", data,
         title=name, modality=modality, bridges=", ".join(path["bridges"]), base_model=base_name,
-        base_revision=base.get("revision") or "—", fingerprint=base["fingerprint"][:16],
+        base_revision=base.get("revision") or "—", fingerprint=short_fingerprint(base["fingerprint"]),
         load_from=repo_id or "path/to/this/folder", mode=path.get("mode", "lora"),
         lora_text=(f"rank {lora['r']}, alpha {lora['lora_alpha']}, last {lora['last_n_blocks']} blocks" if lora else "none"),
         num_tensors=len(path_config["shapes"]), num_values=f"{num_values:,}",

@@ -20,7 +20,6 @@ are made from a temporary folder, and the Hub token is scrubbed from any error r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..modalities import canonical_modality
 from ..modules.heads import ProjectionHead
 from ..quantization.quantizer import build_path_quantizers
 from ..version import __version__
+from .fingerprint import PREFIX, WeightsFingerprint, short_fingerprint
 from .io import ArtifactFormat, push_folder, resolve_hub_revision
 from .lora import add_lora, lora_adapter_keys, lora_keys, plain_state_keys, remove_lora
 from .model_cards import render_base_card, render_path_card
@@ -49,25 +49,22 @@ PATH_ARTIFACT = ArtifactFormat(
     "path", PATH_CONFIG, PATH_WEIGHTS, PATH_FORMAT, PATH_FORMAT_VERSION,
     required_keys=("modality", "path", "base_model", "dims", "quantizer"), extra_files=(PATH_CARD,),
 )
-_SAMPLE = 64  # values sampled per tensor for the fingerprint
 
 
 # ---------------------------------------------------------------------------- base model identity
-def base_model_fingerprint(model: nn.Module, target: str, path: dict | None = None) -> str:
-    """sha256 over the names, shapes and a deterministic sample of values of the frozen weights a path depends on.
+def base_model_weights(model: nn.Module, target: str, path: dict | None = None) -> WeightsFingerprint:
+    """The frozen weights a path depends on, as a lazily computed `WeightsFingerprint`.
 
     Those are the bridges' towers and shared heads, and the target tower unless the path fine-tunes it fully
     (LoRA is seen through, `codebind_hf.adapters.lora.lora_keys`: ``...q_proj.base_layer.weight`` counts as
-    ``...q_proj.weight`` and the adapter tensors do not count). Values are
-    compared at bfloat16 precision, so a base model cast to half precision keeps its fingerprint.
+    ``...q_proj.weight`` and the adapter tensors do not count). Every value counts, at half precision
+    (`codebind_hf.adapters.fingerprint`), so a base cast to float16 or bfloat16 keeps its fingerprint and any larger
+    change of any weight does not.
 
     Args:
         model ([`CodeBindModel`]): the base model.
         target (`str`): the path's target modality.
         path (`dict`, *optional*): the path's settings (``bridges``, ``mode``); defaults to ``model.config.paths[target]``.
-
-    Returns:
-        `str`: 64 hex digits.
     """
     target = canonical_modality(target)
     path = path if path is not None else model.config.paths.get(target, {})
@@ -75,16 +72,20 @@ def base_model_fingerprint(model: nn.Module, target: str, path: dict | None = No
     towers = bridges + ([target] if path.get("mode", "lora") != "fulltune" else [])
     prefixes = tuple(f"towers.{m}." for m in towers) + tuple(f"shared_heads.{m}." for m in bridges)
     owned = lora_keys(model)
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        plain = owned.get(name, name)
-        if not name.startswith(prefixes) or plain is None:
-            continue
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // _SAMPLE)][:_SAMPLE].to(torch.bfloat16).float().cpu()
-        digest.update(f"{plain}{tuple(tensor.shape)}".encode())
-        digest.update(sample.numpy().tobytes())
-    return digest.hexdigest()
+    return WeightsFingerprint(
+        (owned.get(name, name), tensor)
+        for name, tensor in model.state_dict().items()
+        if name.startswith(prefixes) and owned.get(name, name) is not None
+    )
+
+
+def base_model_fingerprint(model: nn.Module, target: str, path: dict | None = None) -> str:
+    """The fingerprint to record of the frozen weights a path depends on (see `base_model_weights`).
+
+    Returns:
+        `str`: ``"v2:<bf16 sha256>:<fp16 sha256>"``.
+    """
+    return base_model_weights(model, target, path).record()
 
 
 def base_model_record(model: nn.Module, fingerprint: str) -> dict:
@@ -96,18 +97,32 @@ def base_model_record(model: nn.Module, fingerprint: str) -> dict:
     }
 
 
-def check_base_model(model: nn.Module, recorded: dict, fingerprint: str, artifact: str, consequence: str) -> None:
+def check_base_model(model: nn.Module, recorded: dict, fingerprint: WeightsFingerprint | str, artifact: str,
+                     consequence: str) -> None:
     """Refuse, naming both sides, an artifact whose recorded ``base_model`` (see `base_model_record`) has another
-    fingerprint than ``fingerprint``, this model's; ``artifact`` names it ("the path") and ``consequence`` says
-    what would go wrong."""
+    fingerprint than ``fingerprint``, this model's (`base_model_weights`, or a recorded string); ``artifact``
+    names it ("the path") and ``consequence`` says what would go wrong."""
     expected = recorded["fingerprint"]
-    if fingerprint != expected:
+    if isinstance(fingerprint, str):
+        ours, same = short_fingerprint(fingerprint), _same_fingerprint(fingerprint, expected)
+    else:
+        same = fingerprint.matches(expected)
+        ours = fingerprint.short()
+    if not same:
         raise ValueError(
             f"Base model mismatch: {artifact} was trained on {recorded.get('name_or_path')!r}"
-            f"{' @ ' + recorded['revision'] if recorded.get('revision') else ''} (fingerprint {expected[:12]}…), "
-            f"this model is {getattr(model.config, '_name_or_path', '')!r} (fingerprint {fingerprint[:12]}…); "
+            f"{' @ ' + recorded['revision'] if recorded.get('revision') else ''} (fingerprint "
+            f"{short_fingerprint(expected)}…), this model is {getattr(model.config, '_name_or_path', '')!r} "
+            f"(fingerprint {ours}…): some of its frozen weights differ by more than half-precision rounding; "
             f"{consequence}"
         )
+
+
+def _same_fingerprint(ours: str, recorded: str) -> bool:
+    if ours.startswith(PREFIX + ":") and recorded.startswith(PREFIX + ":"):
+        a, b = ours.split(":")[1:], recorded.split(":")[1:]
+        return a[0] == b[0] or a[1] == b[1]
+    return ours == recorded
 
 
 def _path_prefixes(target: str, mode: str) -> tuple[str, ...]:
@@ -444,7 +459,7 @@ class ModalityPathMixin(AdapterStateMixin):
             raise ValueError(f"Dimension mismatch: {_differences(config['dims'], ours)}")
         if config["quantizer"] != self.config.quantizer:
             raise ValueError(f"Quantizer settings differ: {_differences(config['quantizer'], self.config.quantizer)}")
-        check_base_model(self, config["base_model"], base_model_fingerprint(self, target, config["path"]), "the path",
+        check_base_model(self, config["base_model"], base_model_weights(self, target, config["path"]), "the path",
                          "its frozen towers/heads differ, so the path's codebooks and heads would not fit")
         # Tower tensors beyond the plain tower's (all of them, unless the path is fulltune) are LoRA's.
         prefix = f"towers.{target}."
@@ -517,6 +532,7 @@ __all__ = [
     "remove_path",
     "list_paths",
     "base_model_fingerprint",
+    "base_model_weights",
     "base_model_record",
     "check_base_model",
     "read_path_artifact",

@@ -51,7 +51,7 @@ from torch import nn
 from ..modalities import canonical_modality
 from ..version import __version__
 from .io import ArtifactFormat, push_folder
-from .paths import base_model_fingerprint, base_model_record, check_base_model
+from .paths import base_model_fingerprint, base_model_record, base_model_weights, check_base_model
 from .state import AttachedProjector, adapter_state, renamed_argument
 
 PROJECTOR_CONFIG = "projector_config.json"
@@ -239,7 +239,7 @@ def load_projector(
     ours = {"in_dim": model.towers[target].hidden_size, "out_dim": model.config.embed_dim}
     if {k: dims[k] for k in ours} != ours:
         raise ValueError(f"Dimension mismatch: the projector has {dims}, this model has {ours}")
-    fingerprint = base_model_fingerprint(model, target, {"bridges": config["bridges"], "mode": "lora"})
+    fingerprint = base_model_weights(model, target, {"bridges": config["bridges"], "mode": "lora"})
     check_base_model(model, config["base_model"], fingerprint, "the projector",
                      "its frozen towers/heads differ, so the projector would not fit")
     head = ProjectorHead(dims["in_dim"], dims["out_dim"], dims["hidden_dim"])

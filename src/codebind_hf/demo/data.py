@@ -159,29 +159,46 @@ class DemoData:
 
 
 # ---------------------------------------------------------------------------------------------- espeak-ng
-def ensure_espeak(install: bool = True) -> str:
-    """Path of ``espeak-ng``; installs it with apt-get when missing and running as root, else raises.
+def espeak_install_commands() -> list[list[str]] | None:
+    """The commands that install espeak-ng here (apt-get, as root or through sudo; Homebrew), or None."""
+    if shutil.which("apt-get"):
+        sudo = [] if hasattr(os, "geteuid") and os.geteuid() == 0 else ["sudo"]
+        return [[*sudo, "apt-get", "update", "-qq"], [*sudo, "apt-get", "install", "-y", "-qq", "espeak-ng"]]
+    if shutil.which("brew"):
+        return [["brew", "install", "espeak-ng"]]
+    return None
+
+
+def ensure_espeak(install: bool = False) -> str:
+    """Path of ``espeak-ng``. When it is missing, installs it only if ``install`` (``codebind-demo
+    --install-system-deps``, the user's consent to a system change); otherwise stops with the exact commands.
 
     Raises:
-        RuntimeError: espeak-ng is missing and could not be installed; the message has the command to run.
+        RuntimeError: espeak-ng is missing (and not installed); the message has the commands to run.
     """
     found = shutil.which("espeak-ng")
     if found:
         return found
-    can_apt = install and shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0
-    if can_apt:
-        print("espeak-ng is not installed; installing it with apt-get (Debian package espeak-ng) ...", flush=True)
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "espeak-ng"]):
-            result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-            if result.returncode != 0:
-                raise RuntimeError(
-                    f"`{' '.join(command)}` failed (exit {result.returncode}): {result.stderr.strip()[-500:]}\n"
-                    f"Install espeak-ng yourself: {_ESPEAK_INSTALL}"
-                )
-        found = shutil.which("espeak-ng")
-        if found:
-            return found
-    raise RuntimeError(f"The demo synthesises its spoken digits with espeak-ng, which is not installed. Run:\n  {_ESPEAK_INSTALL}")
+    commands = espeak_install_commands()
+    shown = " && ".join(" ".join(c) for c in commands) if commands else _ESPEAK_INSTALL
+    if not install or commands is None:
+        raise RuntimeError(
+            "The demo synthesises its spoken digits with espeak-ng, which is not installed, and it changes nothing on "
+            f"this system by itself. Install it:\n  {shown}\nor let the demo run that for you: "
+            "codebind-demo --install-system-deps"
+        )
+    print(f"espeak-ng is not installed; installing it (--install-system-deps): {shown}", flush=True)
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"`{' '.join(command)}` failed (exit {result.returncode}): {result.stderr.strip()[-500:]}\n"
+                f"Install espeak-ng yourself: {shown}"
+            )
+    found = shutil.which("espeak-ng")
+    if not found:
+        raise RuntimeError(f"`{shown}` ran, but espeak-ng is still not on PATH")
+    return found
 
 
 def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -459,6 +476,7 @@ __all__ = [
     "DEFAULT_SPEC",
     "QUICK_SPEC",
     "ensure_espeak",
+    "espeak_install_commands",
     "synthesize",
     "resample",
     "mel_filterbank",

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ..adapters.io import write_file_atomically
-from .data import DEFAULT_SPEC, QUICK_SPEC, DemoData, default_cache_dir, load_demo_data
+from .data import DEFAULT_SPEC, QUICK_SPEC, DemoData, default_cache_dir, ensure_espeak, load_demo_data
 from .evaluate import aggregate, evaluate_arm
 from .plots import plot_codebook_usage, plot_losses, plot_probes, plot_tsne
 from .train import ABLATIONS, DEFAULT_BUDGET, QUICK_BUDGET, arm_model, build_model, train_arm, train_bridge
@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=None, help="dataset cache (default: $CODEBIND_DEMO_CACHE or ~/.cache/codebind_hf/demo)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, or 1 with --quick)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--install-system-deps", action="store_true",
+                        help="install espeak-ng (apt-get or brew) if it is missing; without it the demo changes nothing "
+                             "on the system and stops with the command to run")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes running the (arm, seed) pairs in parallel (default: one per CPU core)")
     parser.add_argument("--threads", type=int, default=1,
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point ``codebind-demo``."""
     args = parse_args(argv)
     configure_process(None, not args.no_progress)  # threads: run_demo sets them for its runs only
+    if args.install_system_deps:  # the one place the demo may change the system, and only when asked
+        ensure_espeak(install=True)
     run_demo(args.quick, args.output, args.ablations, args.cache_dir, args.seeds, not args.no_progress, args.workers, args.threads)
     return 0
 

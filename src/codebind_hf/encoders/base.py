@@ -75,6 +75,10 @@ class ModalityTower(nn.Module):
         """Names (relative to this tower) of the linear layers LoRA wraps in the last ``last_n_blocks`` blocks."""
         raise NotImplementedError
 
+    def token_limits(self) -> tuple[int | None, int | None]:
+        """``(vocabulary size, longest sequence)`` of a token tower, for input checks; ``None`` where unknown."""
+        return None, None
+
     @property
     def num_blocks(self) -> int:
         return len(self.blocks)

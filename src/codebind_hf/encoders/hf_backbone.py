@@ -87,6 +87,16 @@ class HFBackboneTower(ModalityTower):
             attentions=getattr(out, "attentions", None) if output_attentions else None,
         )
 
+    def token_limits(self) -> tuple[int | None, int | None]:
+        if self.input_kwarg != "input_ids":
+            return None, None
+        try:
+            embeddings = self.backbone.get_input_embeddings()
+        except (NotImplementedError, AttributeError):
+            embeddings = None
+        vocab = embeddings.num_embeddings if isinstance(embeddings, nn.Embedding) else None
+        return vocab, getattr(self.backbone.config, "max_position_embeddings", None)
+
     def patchify(self, inputs: torch.Tensor) -> torch.Tensor:
         """ViT patches in the backbone's token order: `(batch, num_patches, channels * p * p)`."""
         p = self._patch_size

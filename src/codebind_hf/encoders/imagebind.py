@@ -323,6 +323,11 @@ class ImageBindTower(ModalityTower):
                 nn.init.xavier_normal_(block.attn.bias_v)
 
     # ------------------------------------------------------------------ inputs
+    def token_limits(self) -> tuple[int | None, int | None]:
+        if self.stem_kind != "tokens":
+            return None, None
+        return self.token_embedding.num_embeddings, self.pos_embed.shape[1]
+
     def _check_inputs(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{self.modality} inputs must be a torch.Tensor, got {type(x).__name__}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from .analysis import AnalysisTask, evaluate_task, parse_analysis, read_items
 from .datasets import BenchmarkAdapter, BenchmarkDataError, open_benchmark
 from .loop import BenchmarkConfigError, EvalSettings, SplitEvaluator, aggregate
+from ..validation import check_output_dir_free
 from .report import build_payload, markdown_table, update_model_card, write_outputs
 from .suite import SUITES, BenchmarkDefinition, get_benchmark
 
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers per process")
     parser.add_argument("--limit", type=int, default=None, help="at most this many items per benchmark split (smoke runs)")
     parser.add_argument("--output-dir", default="benchmark_results", help="where results.json and results.md go")
+    parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", action="store_true",
+                        help="replace the results of a finished run in --output-dir (refused otherwise)")
     parser.add_argument("--update-model-card", action="store_true",
                         help="write the results into the model folder's README.md (model-index); for a Hub id, into "
                              "<output-dir>/README.md")
@@ -148,6 +151,8 @@ def run(args: argparse.Namespace) -> dict | None:
     from ..processing_codebind import CodeBindProcessor
     from .zero_shot import load_templates
 
+    check_output_dir_free(args.output_dir, "results.json", "benchmark run", overwrite=getattr(args, "overwrite_output_dir", False),
+                          resumable=False)
     definitions, tasks = parse_benchmarks(args.benchmarks), parse_analysis_tasks(args.benchmarks)
     settings = EvalSettings(part=args.part, quantize=not args.no_quantize, paths=parse_paths(args.path),
                             batch_size=args.batch_size, text_batch_size=args.text_batch_size, templates=args.templates,
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if os.environ.get("CODEBIND_BENCH_VERBOSE") else logging.WARNING)
     try:
         run(args)
-    except (BenchmarkDataError, BenchmarkConfigError) as err:
+    except (BenchmarkDataError, BenchmarkConfigError, FileExistsError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     return 0

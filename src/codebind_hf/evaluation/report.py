@@ -97,13 +97,15 @@ def markdown_table(payload: dict) -> str:
 
 
 def write_outputs(output_dir: str | os.PathLike, payload: dict) -> tuple[Path, Path]:
-    """``results.json`` and ``results.md`` (the table) in ``output_dir``, each written atomically."""
+    """``results.md`` (the table), then ``results.json``, in ``output_dir``, each written atomically: the JSON is
+    written last, so a run whose ``results.json`` is there is complete (``codebind-bench`` then refuses to overwrite
+    it without ``--overwrite_output_dir``)."""
     output_dir = Path(output_dir)
-    json_path = write_file_atomically(output_dir / "results.json", json.dumps(payload, indent=2) + "\n")
     title = f"# Benchmark results: {payload['model']} (part={payload['part']}, quantize={payload['quantize']})\n\n"
     notes = "".join(f"- {n}\n" for n in payload.get("notes", []))
     md_path = write_file_atomically(output_dir / "results.md",
                                     title + markdown_table(payload) + "\n" + (f"\nNotes:\n{notes}" if notes else ""))
+    json_path = write_file_atomically(output_dir / "results.json", json.dumps(payload, indent=2) + "\n", fsync=True)
     return json_path, md_path
 
 

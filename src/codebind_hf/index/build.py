@@ -16,17 +16,17 @@ trusts that the same stream in the same order is given). When the dataset is exh
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..adapters.io import write_file_atomically, write_json_atomically
+from ..adapters.integrity import load_checked_safetensors, read_sealed_json, save_checked_safetensors, write_sealed_json
+from ..adapters.io import remove_dir_atomically
+from ..validation import check_dataset_not_empty
 from ._encode import inference
 
 MANIFEST = "manifest.json"
@@ -34,7 +34,7 @@ MANIFEST_VERSION = 1
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:  # a name of its own: tests fail it to simulate a crash
-    write_json_atomically(path, payload, fsync=True)
+    write_sealed_json(path, payload, fsync=True)  # sealed: a corrupted manifest or shard list is an error naming it
 
 
 def _is_streamed(dataset) -> bool:
@@ -101,6 +101,7 @@ def build_index(
     resume: bool = True,
     progress: bool = True,
     backend: str = "auto",
+    overwrite: bool = False,
 ):
     """Embed ``dataset[column]`` with ``model`` into an ``index_type`` (a [`CodeBindIndex`]) over the model's
     codebook, committing shards under ``output_dir``.
@@ -121,10 +122,14 @@ def build_index(
         batch_size (`int`, *optional*, defaults to 32): rows per model call.
         shard_size (`int`, *optional*, defaults to 1024): rows per committed shard.
         path (`str`, *optional*): the path whose shared codebook is used (default: ``modality``'s path).
-        resume (`bool`, *optional*, defaults to `True`): continue an interrupted build in ``output_dir``; ``False``
-            refuses to touch an existing one.
+        resume (`bool`, *optional*, defaults to `True`): continue an interrupted build in ``output_dir`` (a finished
+            one is loaded, not rebuilt); ``False`` refuses to touch an existing one unless ``overwrite``.
         progress (`bool`, *optional*, defaults to `True`): show a tqdm progress bar.
         backend (`str`, *optional*, defaults to `"auto"`): search backend of the returned index.
+        overwrite (`bool`, *optional*, defaults to `False`): discard a build already in ``output_dir`` (finished or
+            not) and start afresh (`--overwrite_output_dir`).
+
+    Shards, ids and the manifest carry checksums; resuming from a corrupted or truncated one is an error naming it.
 
     Returns:
         The complete index (also saved to ``output_dir/index``).
@@ -152,12 +157,19 @@ def build_index(
             "columns": {"inputs": column, "id": id_column, "metadata": list(metadata_columns or [])},
         }
         manifest_path = output_dir / MANIFEST
+        if manifest_path.exists() and overwrite:  # the manifest (the commit point) goes first, then the rest
+            manifest_path.unlink()
+            remove_dir_atomically(output_dir / "index")
+            remove_dir_atomically(shards_dir)
         if manifest_path.exists():
+            manifest = read_sealed_json(manifest_path, "index build manifest")
             if not resume:
+                state = "a finished" if manifest.get("complete") else "an unfinished"
                 raise FileExistsError(
-                    f"{output_dir} holds a build already; pass resume=True to continue it or use another output_dir"
+                    f"{output_dir} holds {state} index build ({MANIFEST}); pass resume=True to continue (or load) it, "
+                    "overwrite=True to replace it (--resume_from_checkpoint / --overwrite_output_dir), or use another "
+                    "output_dir"
                 )
-            manifest = json.loads(manifest_path.read_text())
             if manifest.get("identity") != identity:
                 raise ValueError(
                     f"{output_dir} was built for {manifest.get('identity')}, not {identity}; use another output_dir"
@@ -175,6 +187,7 @@ def build_index(
             _write_json_atomic(manifest_path, manifest)
 
     total = None if _is_streamed(dataset) else len(dataset)
+    check_dataset_not_empty(total, f"the {modality} column {column!r} to index")
     bar = tqdm(total=total, initial=start, desc=f"indexing {modality}", unit="rows", disable=not progress)
     pending: list[tuple[torch.Tensor, list[str], list[dict]]] = []
     shard_start = start
@@ -200,6 +213,7 @@ def build_index(
                 manifest = _commit(index, pending, shard_start, output_dir, manifest)
     finally:
         bar.close()
+    check_dataset_not_empty(len(index), f"the streamed {modality} column {column!r} to index")
     if output_dir is not None:
         index.save(output_dir / "index")
         _write_json_atomic(output_dir / MANIFEST, {**manifest, "complete": True})
@@ -219,8 +233,7 @@ def _commit(index, pending: list, shard_start: int, output_dir: Path | None, man
     # Validate (unique ids, JSON metadata) on a scratch index before anything is written.
     scratch = type(index)(index.codebook, index.embed_dim, backend="torch")
     scratch.add_codes(codes, ids, metadata)
-    write_file_atomically(shards_dir / f"{name}.safetensors", lambda tmp: save_file({"codes": scratch.packed_codes}, tmp),
-                          fsync=True)
+    save_checked_safetensors({"codes": scratch.packed_codes}, shards_dir / f"{name}.safetensors")
     _write_json_atomic(shards_dir / f"{name}.json", {"ids": ids, "metadata": metadata})
     index.add_packed_codes(scratch.packed_codes, ids, metadata)
     manifest = {**manifest, "rows_done": manifest["rows_done"] + len(ids), "shards": [*manifest["shards"], name]}
@@ -229,8 +242,8 @@ def _commit(index, pending: list, shard_start: int, output_dir: Path | None, man
 
 
 def _load_shard(index, stem: Path) -> None:
-    packed = load_file(stem.with_name(stem.name + ".safetensors"))["codes"]
-    entries = json.loads(stem.with_name(stem.name + ".json").read_text())
+    packed = load_checked_safetensors(stem.with_name(stem.name + ".safetensors"), "index build shard")["codes"]
+    entries = read_sealed_json(stem.with_name(stem.name + ".json"), "index build shard's ids")
     if packed.shape[0] != len(entries["ids"]):
         raise ValueError(
             f"shard {stem}: {packed.shape[0]} coded rows but {len(entries['ids'])} ids; the build folder is corrupted"

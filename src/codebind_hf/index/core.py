@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..adapters.io import download_snapshot, push_folder, write_dir_atomically
+from ..adapters.integrity import IntegrityError, read_sealed_json, seal_json
+from ..adapters.io import download_snapshot, file_sha256, push_folder, recover_leftovers, write_dir_atomically
+from ..validation import check_fields
 from ..adapters.state import renamed_argument
 from ..quantization.quantizer import nearest_codes
 from ._encode import codebook_of, inference, is_batch, model_path
@@ -444,7 +446,9 @@ class CodeBindIndex:
         def write(staging: Path) -> None:
             save_file({"codes": self.packed_codes.contiguous()}, staging / CODES_FILE)
             save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
-            (staging / INDEX_CONFIG).write_text(json.dumps(self._config()))
+            # The codes file's sha256, and index.json sealed with its own (ids and metadata are in it).
+            config = {**self._config(), "codes_sha256": file_sha256(staging / CODES_FILE)}
+            (staging / INDEX_CONFIG).write_text(seal_json(config))
 
         return write_dir_atomically(index_dir, write, replaceable=INDEX_FILES)
 
@@ -454,14 +458,14 @@ class CodeBindIndex:
         """Load an index folder written by :meth:`save` (``directory`` is the former name of ``index_dir``);
         ``codebook`` (tensor, quantizer or model), if given, must match it."""
         index_dir = Path(renamed_argument(index_dir, directory, "index_dir", "directory"))
+        recover_leftovers(index_dir)  # a save interrupted between its renames leaves the old version aside
         for name in INDEX_FILES:
             if not (index_dir / name).is_file():
                 raise FileNotFoundError(f"{index_dir / name} is missing; {index_dir} is not a CodeBindIndex folder")
-        config = json.loads((index_dir / INDEX_CONFIG).read_text())
-        if config.get("format") != INDEX_FORMAT or config.get("version") != INDEX_VERSION:
-            raise ValueError(
-                f"{index_dir / INDEX_CONFIG}: format {config.get('format')!r} version {config.get('version')!r}; "
-                f"expected {INDEX_FORMAT!r} version {INDEX_VERSION}"
+        config = read_index_config(index_dir / INDEX_CONFIG)
+        if "codes_sha256" in config and file_sha256(index_dir / CODES_FILE) != config["codes_sha256"]:
+            raise IntegrityError(
+                f"{index_dir / CODES_FILE} is corrupted or truncated: its sha256 differs from the one {INDEX_CONFIG} records"
             )
         try:
             stored_codebook = load_file(index_dir / CODEBOOK_FILE)["codebook"]
@@ -521,6 +525,7 @@ class CodeBindIndex:
     ) -> CodeBindIndex:
         """Load from a local folder or a Hub repo written by :meth:`push_to_hub` (its index files only)."""
         index_dir = Path(repo_id_or_dir)
+        recover_leftovers(index_dir)  # an interrupted local save: the old version back before the folder is looked for
         if not index_dir.is_dir():
             index_dir = download_snapshot(str(repo_id_or_dir), list(INDEX_FILES), revision=revision, token=token)
         return cls.load(index_dir, backend, codebook)
@@ -542,11 +547,12 @@ def build_index_from_dataset(
     resume: bool = True,
     progress: bool = True,
     backend: str = "auto",
+    overwrite: bool = False,
 ) -> CodeBindIndex:
     """A [`CodeBindIndex`] of ``dataset[column]`` embedded by ``model``, built resumably under ``output_dir``; the
     arguments are those of `codebind_hf.index.build.build_index`."""
     return build_index(CodeBindIndex, model, dataset, modality, column, output_dir, processor, id_column,
-                       metadata_columns, batch_size, shard_size, path, resume, progress, backend)
+                       metadata_columns, batch_size, shard_size, path, resume, progress, backend, overwrite)
 
 
 def save_index(index: CodeBindIndex, index_dir: str | os.PathLike) -> Path:
@@ -567,6 +573,27 @@ def push_index(index: CodeBindIndex, repo_id: str, *, private: bool | None = Non
     """``index.push_to_hub(repo_id, ...)`` with the push arguments of every artifact; returns the ``CommitInfo``."""
     return index.push_to_hub(repo_id, private=private, commit_message=commit_message or "Upload CodeBind index",
                              token=token, revision=revision, commit_description=commit_description, create_pr=create_pr)
+
+
+def read_index_config(path: Path) -> dict:
+    """``index.json``, its seal (`IntegrityError`: corrupted or edited) and schema checked: format and version, every
+    key with its JSON type, one id and one metadata entry per item (each refusal names the file and the key)."""
+    config = read_sealed_json(path, "index config")
+    if config.get("format") != INDEX_FORMAT or config.get("version") != INDEX_VERSION:
+        raise ValueError(
+            f"{path}: format {config.get('format')!r} version {config.get('version')!r}; "
+            f"expected {INDEX_FORMAT!r} version {INDEX_VERSION}"
+        )
+    check_fields(config, _INDEX_SCHEMA, str(path), required=[k for k in _INDEX_SCHEMA if k != "codes_sha256"])
+    if len(config["ids"]) != config["count"] or len(config["metadata"]) != config["count"]:
+        raise ValueError(f"{path}: {len(config['ids'])} ids and {len(config['metadata'])} metadata entries for "
+                         f"count {config['count']}; expected one of each per item")
+    return config
+
+
+_INDEX_SCHEMA = {"format": str, "version": int, "embed_dim": int, "codebook_size": int, "codevector_dim": int,
+                 "bits_per_code": int, "bytes_per_item": int, "count": int, "codebook_sha256": str,
+                 "info": (dict, type(None)), "ids": list, "metadata": list, "codes_sha256": str}
 
 
 __all__ = ["CodeBindIndex", "build_index_from_dataset", "save_index", "load_index", "push_index"]

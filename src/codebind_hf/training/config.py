@@ -166,6 +166,9 @@ class TrainingArguments:
     checkpointing_steps: int | None = 500
     checkpoints_total_limit: int | None = 3
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace a finished run in output_dir (refused otherwise; transformers' name)"}
+    )
     max_steps_this_run: int | None = field(
         default=None, metadata={"help": "stop (with a checkpoint) after this many steps in this invocation; resume later"}
     )
@@ -452,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, key in FLAG_KEYS.items():
         parser.add_argument(f"--{flag}", default=None, help=f"same as --set {key}=...")
     parser.add_argument("--push_to_hub", action="store_true", default=None, help="same as --set training.push_to_hub=true")
+    parser.add_argument("--overwrite_output_dir", action="store_true", default=None,
+                        help="replace a finished run in output_dir (same as --set training.overwrite_output_dir=true)")
     return parser
 
 
@@ -467,6 +472,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
             apply_override(values, f"{key}={value}", parse=flag not in STRING_FLAGS)
     if args.push_to_hub:
         apply_override(values, "training.push_to_hub=true")
+    if args.overwrite_output_dir:
+        apply_override(values, "training.overwrite_output_dir=true")
     return TrainConfig.from_dict(values)
 
 

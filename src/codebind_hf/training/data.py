@@ -112,14 +112,27 @@ def load_dataset_dict(args: DataArguments):
     elif isinstance(source, dict):
         result = datasets.DatasetDict({args.train_split: datasets.Dataset.from_dict(source)})
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        result = _load_local(Path(source), args)
+        result = _empty_is_clear(source, lambda: _load_local(Path(source), args))
     elif isinstance(source, str):
-        result = datasets.load_dataset(source, name=args.name, revision=args.revision)
+        result = _empty_is_clear(source, lambda: datasets.load_dataset(source, name=args.name, revision=args.revision))
     else:
         raise TypeError(f"data.dataset must be a hub id, a folder, a Dataset, a DatasetDict or a dict; got {type(source).__name__}")
     if isinstance(result, datasets.Dataset):
         result = datasets.DatasetDict({args.train_split: result})
     return result
+
+
+def _empty_is_clear(source, load):
+    """``load()``, with the raw errors `datasets` raises on a source without rows (an IndexError for an empty
+    ``save_to_disk`` folder, a StopIteration for an empty JSON file, "corresponds to no data") made clear."""
+    try:
+        return load()
+    except (IndexError, StopIteration) as err:
+        raise ValueError(f"the dataset at {source} has no rows (an empty dataset or data file); expected at least one") from err
+    except ValueError as err:
+        if "corresponds to no data" in str(err):
+            raise ValueError(f"the dataset at {source} has no rows (its data files are empty); expected at least one") from err
+        raise
 
 
 def _load_local(root: Path, args: DataArguments):
@@ -128,6 +141,9 @@ def _load_local(root: Path, args: DataArguments):
     if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
         return datasets.load_from_disk(str(root))
     files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    if not files:
+        raise ValueError(f"{root} holds no data files (an empty folder); expected a save_to_disk folder, data files "
+                         "or class folders of images or audio")
     suffixes = {p.suffix.lower() for p in files}
     for suffix, builder in FILE_BUILDERS.items():
         if suffix in suffixes and not suffixes & set(IMAGE_SUFFIXES + AUDIO_SUFFIXES):
@@ -189,7 +205,9 @@ def get_split(dataset_dict, split: str, what: str = "training"):
         raise ValueError(f"The dataset has no {what} split {split!r}; its splits are {sorted(dataset_dict)}")
     ds = dataset_dict[split]
     if len(ds) == 0:
-        raise ValueError(f"The {what} split {split!r} is empty (0 rows)")
+        files = [entry.get("filename") for entry in getattr(ds, "cache_files", None) or [] if entry.get("filename")]
+        where = f" (read from {files[0]}{' and others' if len(files) > 1 else ''})" if files else " (built in memory)"
+        raise ValueError(f"The {what} split {split!r} is empty (0 rows){where}; check the dataset path and any filters")
     return ds
 
 

@@ -7,11 +7,13 @@ arrow files: a training step then runs only the trainable towers, the heads and 
 Layout under ``cache.dir`` (default ``<output_dir>/feature_cache``): one folder per cache key, holding
 ``shard-RRRRR-of-WWWWW.arrow`` (rows of the split, each process writes its contiguous share), ``prompts/``
 (label datasets: the text tower's pooled output of every class x template) and ``cache_info.json``, written
-last, atomically: a folder without it is incomplete and rebuilt. Columns: ``__cb_ok`` (row decoded) and
+last, atomically, sealed with its own checksum and holding the sha256 of every shard and prompt-table file: a
+folder without it is incomplete, and one whose files do not match it is corrupt; either is rebuilt (a corrupt one
+with a warning naming the file). Columns: ``__cb_ok`` (row decoded) and
 ``__cb_<modality>`` of shape `(n, hidden)`: one pooled output per clip (audio/video) or per caption, `n = 1`
 otherwise; training picks one per row and epoch, like the live collator.
 
-The key hashes the cached towers' weights (sampled values, per-tensor sums, shapes), the model id and revision,
+The key hashes the cached towers' weights (every value, exactly), the model id and revision,
 the processor's settings, the column mapping, the templates and class names, the dataset fingerprint and split
 size, and the storage dtype: change any of them and a new cache is built.
 
@@ -23,31 +25,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..adapters.io import write_dir_atomically, write_json_atomically
+from ..adapters.integrity import (
+    IntegrityError,
+    read_sealed_json,
+    tensors_sha256,
+    verify_checksum_list,
+    write_checksum_list,
+    write_sealed_json,
+)
+from ..adapters.io import write_dir_atomically
 from .batching import BatchSpec, PathCollator
 from .decoding import BadRowError, decode_value
 
 CACHE_VERSION = 1
 INFO_FILE = "cache_info.json"
+CACHE_CHECKSUMS = "cache_checksums.json"
+logger = logging.getLogger("codebind_hf.training")
 
 
 def tower_fingerprint(model, modalities: list[str]) -> str:
-    """sha256 over the names, shapes, per-tensor sums and a value sample of the towers of ``modalities``."""
-    digest = hashlib.sha256()
+    """sha256 over the names, dtypes, shapes and every byte of the towers of ``modalities`` (LoRA wrappers seen
+    through, adapter tensors left out): any change of a cached tower's weights means another cache."""
     prefixes = tuple(f"towers.{m}." for m in sorted(modalities))
-    for name, tensor in sorted(model.state_dict().items()):
-        if not name.startswith(prefixes) or "lora_" in name:
-            continue
-        flat = tensor.detach().reshape(-1).float()
-        sample = flat[:: max(1, flat.numel() // 256)][:256].cpu().numpy()
-        digest.update(f"{name.replace('.base_layer.', '.')}{tuple(tensor.shape)}{float(flat.double().sum()):.10e}".encode())
-        digest.update(sample.tobytes())
-    return digest.hexdigest()
+    return tensors_sha256({name.replace(".base_layer.", "."): tensor for name, tensor in model.state_dict().items()
+                           if name.startswith(prefixes) and "lora_" not in name})
 
 
 def cache_key(components: dict) -> str:
@@ -73,8 +80,20 @@ class FeatureCache:
 
     @property
     def complete(self) -> bool:
-        info = self.folder / INFO_FILE
-        return info.is_file() and json.loads(info.read_text()).get("key") == self.key
+        """Whether the folder holds this key's cache, every file as recorded (a corrupt one is reported and
+        rebuilt)."""
+        if not (self.folder / INFO_FILE).is_file():
+            return False
+        try:
+            info = read_sealed_json(self.folder / INFO_FILE, "feature cache info")
+            if info.get("key") != self.key:
+                return False
+            if info.get("checksums"):
+                verify_checksum_list(self.folder, CACHE_CHECKSUMS, what=f"feature cache {self.folder.name}")
+        except (IntegrityError, FileNotFoundError) as err:
+            logger.warning("the feature cache in %s is corrupt and is rebuilt: %s", self.folder, err)
+            return False
+        return True
 
     # ------------------------------------------------------------------ building
     def build(self, accelerator, model, dataset, collator: PathCollator, batch_size: int, label_table_inputs=None) -> None:
@@ -83,7 +102,10 @@ class FeatureCache:
         import datasets
 
         world, rank = accelerator.num_processes, accelerator.process_index
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if accelerator.is_main_process:  # the folder is incomplete until the new info is written
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / INFO_FILE).unlink(missing_ok=True)
+        accelerator.wait_for_everyone()
         bounds = np.linspace(0, len(dataset), world + 1).astype(int)
         shard = dataset.select(range(bounds[rank], bounds[rank + 1]))
         features = {"__cb_ok": datasets.Value("bool")}
@@ -115,9 +137,13 @@ class FeatureCache:
             self._build_prompt_table(model, label_table_inputs, device, accelerator)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
+            files = [f"shard-{r:05d}-of-{world:05d}.arrow" for r in range(world)]
+            if (self.folder / "prompts").is_dir():
+                files += [p.relative_to(self.folder).as_posix() for p in sorted((self.folder / "prompts").rglob("*")) if p.is_file()]
+            write_checksum_list(self.folder, files, CACHE_CHECKSUMS)
             info = {"key": self.key, "num_rows": len(dataset), "world_size": world, "modalities": self.modalities,
-                    "components": self.key_components, "dtype": self.dtype}
-            write_json_atomically(self.folder / INFO_FILE, info, indent=2, default=str)
+                    "components": self.key_components, "dtype": self.dtype, "checksums": CACHE_CHECKSUMS}
+            write_sealed_json(self.folder / INFO_FILE, info, fsync=True, indent=2)  # the commit point
         accelerator.wait_for_everyone()
 
     @torch.no_grad()
@@ -193,7 +219,7 @@ class FeatureCache:
         """``(cache dataset aligned with the split's rows, prompt table `(classes, templates, hidden)` or None)``."""
         import datasets
 
-        info = json.loads((self.folder / INFO_FILE).read_text())
+        info = read_sealed_json(self.folder / INFO_FILE, "feature cache info")
         world = info["world_size"]
         shards = [datasets.Dataset.from_file(str(self.folder / f"shard-{r:05d}-of-{world:05d}.arrow")) for r in range(world)]
         table = datasets.concatenate_datasets(shards)

@@ -19,12 +19,12 @@ the per-stage losses.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
 
-from .checkpointing import atomic_save_file, atomic_write_json, trained_state_dict
+from ..adapters.integrity import read_sealed_json
+from .checkpointing import atomic_save_file, atomic_write_json, claim_output_dir, trained_state_dict
 from .config import TrainConfig
 from .results import TrainResult
 
@@ -84,6 +84,8 @@ def train_stages(config: TrainConfig, train_one, dataset=None, processor=None):
     if not config.stages:
         raise ValueError("train_stages needs a config with stages")
     target = canonical_modality(config.path.target)
+    claim_output_dir(config.training.output_dir, config.training.overwrite_output_dir,
+                     config.training.resume_from_checkpoint is not None, "staged training run")
     if PartialState().is_main_process:
         atomic_write_json(Path(config.training.output_dir) / "train_config.json", config.to_dict())
     resume = config.training.resume_from_checkpoint == "latest"
@@ -93,7 +95,7 @@ def train_stages(config: TrainConfig, train_one, dataset=None, processor=None):
     for index, stage in enumerate(config.stages):
         folder = stage_dir(config, index)
         if resume and (folder / STAGE_STATE).is_file():
-            info = json.loads((folder / STAGE_STATE).read_text())
+            info = read_sealed_json(folder / STAGE_STATE, "stage state")
             logger.info("stage %d (%s) finished earlier: skipped", index, stage.name)
             results.append(TrainResult(losses=info["losses"], global_step=info["global_step"], output_dir=folder))
             previous = folder / FINAL_STATE if info.get("final_state") else None

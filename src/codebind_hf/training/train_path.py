@@ -33,8 +33,10 @@ from ..losses.objective import PathObjective, ProjectorObjective
 from ..modalities import canonical_modality
 
 from .batching import BatchSpec, EpochBatchSampler, PathCollator, RowDataset, processor_fingerprint, resolve_processor
+from ..validation import check_finite_losses, divergence_error
 from .checkpointing import (
     atomic_save_file,
+    claim_output_dir,
     atomic_write_json,
     load_trained_state,
     read_trainer_state,
@@ -118,6 +120,7 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     if d.dataset is None:
         raise ValueError("data.dataset is not set: give a hub id, a local folder, or a Dataset/DatasetDict/dict")
     output_dir = Path(t.output_dir)
+    claim_output_dir(output_dir, t.overwrite_output_dir, t.resume_from_checkpoint is not None)  # runs never clobber runs
 
     # 1. Accelerator ---------------------------------------------------------------------------------------
     if t.report_to == "tensorboard":
@@ -289,8 +292,15 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
             if not (d.skip_bad_rows and _too_small(accelerator, len(batch["rows"]))):
                 torch.manual_seed(_step_seed(t.seed, state["global_step"], micro, rank))
                 with contextlib.nullcontext() if sync else accelerator.no_sync(objective):
-                    out = objective(**_to_device(batch, accelerator.device))
+                    lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
+                    try:
+                        out = objective(**_to_device(batch, accelerator.device))
+                    except ValueError as err:  # NaN/inf met inside the model: say when and where, not just "z"
+                        if "NaN or inf" not in str(err):
+                            raise
+                        raise divergence_error(state["global_step"] + 1, lrs, err, model.named_parameters(), window) from err
                     loss, weights = _weighted_loss(out, balancer, accelerator)
+                    check_finite_losses({"loss": loss.detach(), **out["breakdown"]}, state["global_step"] + 1, lrs)
                     accelerator.backward(loss / accum)
                 records += out["records"]
                 step_losses.append(loss.detach())
