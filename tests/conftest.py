@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hub_server import hub, hub_server  # noqa: F401  (fixtures: a local Hub server for the tests that push and pull)
+from user_world import user_world  # noqa: F401  (fixture: a new user's folder for the story and doc tests)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 

@@ -302,6 +302,9 @@ class TrainConfig:
             raise ValueError(f"training.report_to must be 'none', 'tensorboard' or 'all', got {t.report_to!r}")
         if self.model.name_or_path is None and self.model.config is None:
             raise ValueError("set model.name_or_path (a CodeBindModel) or model.config (inline CodeBindConfig kwargs)")
+        if t.push_to_hub and p.mode != "projector" and not (t.hub_model_id or t.hub_path_repo_id):
+            raise ValueError("training.push_to_hub needs training.hub_path_repo_id (the path artifact) and/or "
+                             "training.hub_model_id (the full model)")
         if t.max_steps_this_run is not None and t.max_steps_this_run < 1:
             raise ValueError(f"training.max_steps_this_run must be >= 1, got {t.max_steps_this_run}")
         if self.stages:

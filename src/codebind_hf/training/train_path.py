@@ -381,14 +381,17 @@ def _save_artifacts(model, target: str, config: TrainConfig, result: TrainResult
             logger.info("projector mode writes no full model: load %s onto the base model (load_projector)", result.projector_dir)
         return
     result.path_dir = model.save_path(target, output_dir / "path")
-    if t.save_full_model:
+    if t.push_to_hub and t.hub_path_repo_id:  # before any merge: the path keeps LoRA and the unmerged base's fingerprint
+        model.push_path(target, t.hub_path_repo_id)
+    if t.save_full_model or (t.push_to_hub and t.hub_model_id):
         if target in getattr(model, "lora_settings", {}):
             merge_lora(model, target)  # a self-contained model: LoRA folded into the tower
         model.drop_decoder()  # the inference artifact: save_pretrained saves what the model holds
-        model.save_pretrained(output_dir / "model")
-        result.model_dir = output_dir / "model"
-    if t.push_to_hub:
-        _push(model, target, t)
+        if t.save_full_model:
+            model.save_pretrained(output_dir / "model")
+            result.model_dir = output_dir / "model"
+        if t.push_to_hub and t.hub_model_id:
+            model.push_to_hub(t.hub_model_id)
 
 
 def _live_columns(columns, live: list[str]) -> list[str]:
@@ -475,15 +478,6 @@ def _kmeans_init(objective, lifecycle, loader, sampler, collator, accelerator, c
                     records += objective(**_to_device(batch, accelerator.device))["records"]
     lifecycle.kmeans_init_(records, iters=config.codebooks.kmeans_iters, pooled_only=official)
     objective.train()
-
-
-def _push(model, target: str, t) -> None:
-    if not (t.hub_model_id or t.hub_path_repo_id):
-        raise ValueError("training.push_to_hub needs training.hub_model_id and/or training.hub_path_repo_id")
-    if t.hub_path_repo_id:
-        model.push_path(target, t.hub_path_repo_id)
-    if t.hub_model_id:
-        model.push_to_hub(t.hub_model_id)
 
 
 def _flat_scalars(values: dict, prefix: str = "") -> dict:
