@@ -137,3 +137,33 @@ def test_push_to_hub_without_a_repo_is_refused_before_training():
     with pytest.raises(ValueError, match="push_to_hub needs training.hub_path_repo_id .* and/or training.hub_model_id"):
         TrainConfig.from_dict({"model": {"name_or_path": "./codebind-ib-base"}, "path": {"target": "depth"},
                                "training": {"push_to_hub": True}})
+
+
+def test_c_bench_runs_on_the_model_folder_the_trainer_wrote_with_no_extra_files(trained_run, inputs):
+    world, model_dir = inputs, trained_run / "model"
+    before = sorted(p.name for p in model_dir.iterdir())
+    assert {"config.json", "model.safetensors", "processor_config.json", "vocab.json", "merges.txt"} <= set(before)
+    done = world.run(["codebind-bench", "--model", "runs/story-depth/model", "--benchmarks", "nyu_d,sun_d",
+                      "--data-root", "benchmarks", "--templates", "identity", "--output-dir", "runs/story-bench"])
+    results = json.loads((world.root / "runs" / "story-bench" / "results.json").read_text())
+    assert sorted(results["results"]) == ["nyu_d", "sun_d"]
+    for name in ("nyu_d", "sun_d"):
+        accuracy = results["results"][name]["accuracy@1"]
+        assert 4 * accuracy == int(4 * accuracy) and 0 <= accuracy <= 1  # 4 items per split
+    assert "| NYU-D | accuracy@1 |" in done.stdout
+    assert sorted(p.name for p in model_dir.iterdir()) == before  # nothing added to the model folder
+
+
+def test_converter_saves_the_processor_and_bench_names_what_to_save_without_one(inputs, tmp_path):
+    from codebind_hf.evaluation.cli import build_parser, run
+    from codebind_hf.evaluation.loop import BenchmarkConfigError
+
+    world = inputs
+    converted = world.root / "codebind-ib-base"
+    assert CodeBindProcessor.from_pretrained(converted).to_dict() == CodeBindProcessor.imagebind().to_dict()
+    CodeBindModel.from_pretrained(converted).save_pretrained(tmp_path / "bare")  # a model folder without a processor
+    args = build_parser().parse_args(["--model", str(tmp_path / "bare"), "--benchmarks", "nyu_d",
+                                      "--data-root", str(world.root / "benchmarks"), "--output-dir", str(tmp_path)])
+    with pytest.raises(BenchmarkConfigError, match=r"no processor in .*bare \(processor_config.json\): save the model's "
+                                                   r"processor beside it, e\.g\. CodeBindProcessor\.imagebind\(\)"):
+        run(args)

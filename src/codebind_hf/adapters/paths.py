@@ -374,9 +374,11 @@ class ModalityPathMixin(AdapterStateMixin):
         training_data: str | list[str] | None = None,
         license: str | None = None,
         include_decoder: bool = False,
+        processor=None,
     ):
         """Upload the full model (``save_pretrained`` output; the training-only decoder only with
-        ``include_decoder``) and a generated ``README.md`` card, as one commit.
+        ``include_decoder``) and a generated ``README.md`` card, as one commit; with ``processor`` (anything with
+        ``save_pretrained``, e.g. a [`CodeBindProcessor`]) its files go into the same commit.
 
         Takes the arguments of `transformers.PreTrainedModel.push_to_hub`, plus card details: ``results`` (the
         benchmark runner's JSON, a path or dict, shown as a table and as ``model-index``), ``training_data`` (text,
@@ -387,6 +389,8 @@ class ModalityPathMixin(AdapterStateMixin):
             card = render_base_card(self.config, repo_id=repo_id, results=results, training_data=training_data,
                                     license=license, tags=tags, revision=adapter_state(self).hub_revision)
             self.save_pretrained(tmp, include_decoder=include_decoder, max_shard_size=max_shard_size)
+            if processor is not None:
+                processor.save_pretrained(tmp)
             (tmp / PATH_CARD).write_text(card)
             return tmp
 

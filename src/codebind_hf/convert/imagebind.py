@@ -9,6 +9,8 @@ no paths, hence no untrained codebooks: load trained paths with ``load_path``).
 Command line::
 
     codebind-convert-imagebind imagebind_huge.pth ./codebind-ib-base [--imagebind-config kwargs.json] [--push-to-hub org/name]
+
+writes the model and its ImageBind processor (``CodeBindProcessor.imagebind()``) into one folder.
 """
 
 from __future__ import annotations
@@ -279,20 +281,24 @@ def main(argv: list[str] | None = None) -> int:
     """Console script ``codebind-convert-imagebind CHECKPOINT OUTPUT_DIR [--imagebind-config JSON] [--push-to-hub REPO]``."""
     parser = argparse.ArgumentParser(description="Convert an original ImageBind checkpoint into a CodeBind model.")
     parser.add_argument("checkpoint", help="ImageBind .pth state dict (e.g. imagebind_huge.pth)")
-    parser.add_argument("output_dir", help="where to save_pretrained the CodeBind model")
+    parser.add_argument("output_dir", help="where to save_pretrained the CodeBind model and its processor")
     parser.add_argument(
         "--imagebind-config", default=None,
         help="the reference constructor's keyword arguments: a JSON file or an inline JSON object (default: imagebind_huge)",
     )
-    parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="also push the converted model to this Hub repo")
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO",
+                        help="also push the converted model and its processor to this Hub repo (one commit)")
     args = parser.parse_args(argv)
+    from ..processing_codebind import CodeBindProcessor
+
     model = convert_imagebind_checkpoint(args.checkpoint, args.imagebind_config)
-    save_pretrained_atomically(args.output_dir, model, max_shard_size="2GB")
+    processor = CodeBindProcessor.imagebind()  # the model's inputs travel with it, as transformers models do
+    save_pretrained_atomically(args.output_dir, model, processor, max_shard_size="2GB")
     for modality, tower in model.towers.items():
         print(f"{modality:>8}: {sum(p.numel() for p in tower.parameters()):,} tower parameters")
-    print(f"saved CodeBind model ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.output_dir}")
+    print(f"saved CodeBind model ({sum(p.numel() for p in model.parameters()):,} parameters) and processor to {args.output_dir}")
     if args.push_to_hub:
-        model.push_to_hub(args.push_to_hub)
+        model.push_to_hub(args.push_to_hub, processor=processor)
         print(f"pushed to {args.push_to_hub}")
     return 0
 

@@ -9,7 +9,7 @@ accelerate launch --num_processes 4 -m codebind_hf.evaluation.cli --model ./my-m
     --data-root /data/benchmarks --part concat --update-model-card
 ```
 
-Sections: 1. arguments, 2. data sources (checked before the model loads), 3. model and processor, 4. evaluation,
+Sections: 1. arguments, 2. data sources (checked before the model loads), 3. processor and model, 4. evaluation,
 5. outputs (``results.json``, ``results.md``, the table on the terminal, the model card).
 """
 
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="Hub id or local folder of a CodeBindModel and its processor")
     parser.add_argument("--revision", default=None, help="Hub revision of --model")
+    parser.add_argument("--processor", default=None,
+                        help="the processor: a folder or Hub id written by CodeBindProcessor.save_pretrained, or "
+                             "'imagebind' / 'vitlens' for the packaged ones (default: the one saved with --model)")
     parser.add_argument("--benchmarks", nargs="+", default=["ib17"],
                         help=f"benchmark names and/or suites {sorted(SUITES)}, comma or space separated; also the paper's "
                              "other evaluations: probe:<kind>:<folder>, finegrained:<name or kind:folder>, "
@@ -142,13 +145,30 @@ def open_sources(definitions, data_root: str | None, use_hub: bool) -> dict[str,
     return out
 
 
+# ---------------------------------------------------------------------------------------------- 3. processor
+def load_processor(spec: str | None, model: str, revision: str | None = None):
+    """``--processor``: the packaged ``imagebind`` / ``vitlens`` processor, a saved one (folder or Hub id), or by
+    default the one saved beside ``--model``; a model without one is a `BenchmarkConfigError` saying what to save."""
+    from ..processing_codebind import CodeBindProcessor
+
+    if spec in ("imagebind", "vitlens"):
+        return getattr(CodeBindProcessor, spec)()
+    source = spec or model
+    try:
+        return CodeBindProcessor.from_pretrained(source, revision=None if spec else revision)
+    except (OSError, ValueError) as err:  # a folder or repo without processor_config.json
+        hint = ("save the model's processor beside it, e.g. CodeBindProcessor.imagebind().save_pretrained"
+                f"({model!r}) for ImageBind towers (the converters and codebind-train do this), or pass "
+                "--processor imagebind | vitlens | <folder>")
+        raise BenchmarkConfigError(f"no processor in {source} (processor_config.json): {hint}. ({err})") from err
+
+
 # ---------------------------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> dict | None:
     """Evaluate; return the results document on the main process (``None`` on the others)."""
     from accelerate import Accelerator
 
     from .. import CodeBindModel
-    from ..processing_codebind import CodeBindProcessor
     from .zero_shot import load_templates
 
     check_output_dir_free(args.output_dir, "results.json", "benchmark run", overwrite=getattr(args, "overwrite_output_dir", False),
@@ -170,9 +190,9 @@ def run(args: argparse.Namespace) -> dict | None:
         read_items(task, args.data_root)
 
     # 3. model and processor
+    processor = load_processor(args.processor, args.model, args.revision)
     accelerator = Accelerator()
     model = CodeBindModel.from_pretrained(args.model, revision=args.revision).eval().to(accelerator.device)
-    processor = CodeBindProcessor.from_pretrained(args.model, revision=args.revision)
     from .suite import KIND_MODALITY
 
     wanted = {d.modality for d in definitions} | {KIND_MODALITY[k] for t in tasks for k in t.input_kinds}

@@ -360,7 +360,7 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     if t.dump_state_dir:
         atomic_save_file(trained_state_dict(model, target), Path(t.dump_state_dir) / f"state-rank{rank}.safetensors")
     if accelerator.is_main_process:
-        _save_artifacts(model, target, config, result, projector, modalities[:-1])
+        _save_artifacts(model, target, config, result, projector, modalities[:-1], processor)
         summary = {k: state[k] for k in ("global_step", "losses", "num_bad_rows")}
         atomic_write_json(output_dir / "train_results.json", {**summary, **result.metrics})
     accelerator.wait_for_everyone()
@@ -371,8 +371,10 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _save_artifacts(model, target: str, config: TrainConfig, result: TrainResult, projector: bool, bridges: list[str]) -> None:
-    """The path artifact (+ the full model, + the push), or in projector mode the projector artifact."""
+def _save_artifacts(model, target: str, config: TrainConfig, result: TrainResult, projector: bool, bridges: list[str],
+                    processor=None) -> None:
+    """The path artifact (+ the full model with its processor, + the push), or in projector mode the projector
+    artifact."""
     t, output_dir = config.training, Path(config.training.output_dir)
     if projector:
         result.projector_dir = save_projector(model, target, output_dir / "projector", bridges=bridges,
@@ -387,11 +389,19 @@ def _save_artifacts(model, target: str, config: TrainConfig, result: TrainResult
         if target in getattr(model, "lora_settings", {}):
             merge_lora(model, target)  # a self-contained model: LoRA folded into the tower
         model.drop_decoder()  # the inference artifact: save_pretrained saves what the model holds
+        # The processor travels with the model (codebind-bench and from_pretrained-style loading look for it there).
+        saved = processor if callable(getattr(processor, "save_pretrained", None)) else None
+        if saved is None:
+            logger.warning("the processor (%s) has no save_pretrained, so the full model is saved without one: save a "
+                           "CodeBindProcessor beside it (processor.save_pretrained(<model folder>)) before codebind-bench",
+                           type(processor).__name__)
         if t.save_full_model:
             model.save_pretrained(output_dir / "model")
+            if saved is not None:
+                saved.save_pretrained(output_dir / "model")
             result.model_dir = output_dir / "model"
         if t.push_to_hub and t.hub_model_id:
-            model.push_to_hub(t.hub_model_id)
+            model.push_to_hub(t.hub_model_id, processor=saved)
 
 
 def _live_columns(columns, live: list[str]) -> list[str]:
