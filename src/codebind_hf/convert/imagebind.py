@@ -9,6 +9,7 @@ no paths, hence no untrained codebooks: load trained paths with ``load_path``).
 Command line::
 
     codebind-convert-imagebind imagebind_huge.pth ./codebind-ib-base [--imagebind-config kwargs.json] [--push-to-hub org/name]
+        [--add-towers tactile,eeg]
 
 writes the model and its ImageBind processor (``CodeBindProcessor.imagebind()``) into one folder.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..encoders.imagebind import (
+    CODEBIND_EXTRA_MODALITIES,
     IMAGEBIND_CONSTRUCTOR_DEFAULTS,
     IMAGEBIND_HUGE,
     IMAGEBIND_MODALITIES,
@@ -225,15 +227,21 @@ def imagebind_state_dict_to_towers(
     return renamed
 
 
-def imagebind_codebind_config(imagebind_config: Mapping | str | os.PathLike | None = None, **config_overrides):
+def imagebind_codebind_config(imagebind_config: Mapping | str | os.PathLike | None = None, extra_towers=(),
+                              **config_overrides):
     """The `CodeBindConfig` of a converted checkpoint: ImageBind's six towers from the reference keyword arguments
     (``imagebind_huge`` when ``imagebind_config`` is None), bridges text+vision, and no paths: a path's codebooks
     exist once trained (``codebind-train``, or ``model.load_path(...)`` of a trained one), so a converted base never
-    quantises through random codevectors."""
+    quantises through random codevectors. ``extra_towers`` adds CodeBind's ``tactile`` / ``eeg`` towers (sizes from
+    the ``tactile_*`` / ``eeg_*`` arguments), which ImageBind has no weights for."""
     from ..configuration_codebind import CodeBindConfig
 
     kwargs = _constructor_kwargs(imagebind_config)
-    modalities = imagebind_modality_configs(IMAGEBIND_MODALITIES, **kwargs)
+    bad = [m for m in extra_towers if m not in CODEBIND_EXTRA_MODALITIES]
+    if bad:
+        raise ValueError(f"extra towers {bad}: the converter can add {list(CODEBIND_EXTRA_MODALITIES)} (ImageBind's "
+                         f"{list(IMAGEBIND_MODALITIES)} are always converted)")
+    modalities = imagebind_modality_configs(IMAGEBIND_MODALITIES + tuple(dict.fromkeys(extra_towers)), **kwargs)
     out_dim = kwargs.get("out_embed_dim", IMAGEBIND_CONSTRUCTOR_DEFAULTS["out_embed_dim"])
     settings = dict(
         modalities=modalities,
@@ -247,13 +255,16 @@ def imagebind_codebind_config(imagebind_config: Mapping | str | os.PathLike | No
     return CodeBindConfig(**settings)
 
 
-def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: Mapping | str | os.PathLike | None = None, **config_overrides):
+def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: Mapping | str | os.PathLike | None = None,
+                                 extra_towers=(), **config_overrides):
     """Convert an ImageBind ``.pth`` into a `CodeBindModel` whose shared embeddings equal ImageBind's.
 
     Args:
         checkpoint_path: the original checkpoint (e.g. ``imagebind_huge.pth``).
         imagebind_config: the reference constructor's keyword arguments (dict, JSON string, or JSON file holding them
             or ``{"constructor_kwargs": {...}}``); ``None`` is imagebind_huge.
+        extra_towers (`tuple[str]`, *optional*): CodeBind's ``"tactile"`` and/or ``"eeg"`` towers, randomly
+            initialised (ImageBind has no weights for them): train them with a ``fulltune`` path.
         **config_overrides: `CodeBindConfig` arguments replacing the defaults (``paths``, ``quantizer``, ...).
 
     Example:
@@ -268,7 +279,7 @@ def convert_imagebind_checkpoint(checkpoint_path, imagebind_config: Mapping | st
     from ..modeling_codebind import CodeBindModel
 
     kwargs = _constructor_kwargs(imagebind_config)
-    config = imagebind_codebind_config(kwargs, **config_overrides)
+    config = imagebind_codebind_config(kwargs, extra_towers, **config_overrides)
     # Towers the overrides add beyond ImageBind's (e.g. tactile) keep their fresh initialisation.
     converted = tuple(m for m in IMAGEBIND_MODALITIES if m in config.modalities)
     weights = imagebind_state_dict_to_towers(load_imagebind_checkpoint(checkpoint_path), kwargs, converted)
@@ -288,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--push-to-hub", default=None, metavar="REPO",
                         help="also push the converted model and its processor to this Hub repo (one commit)")
+    parser.add_argument("--add-towers", default="", metavar="tactile,eeg",
+                        help="also build CodeBind's tactile and/or EEG towers (random weights: train them with a fulltune "
+                             "path; sizes from tactile_*/eeg_* in --imagebind-config)")
     args = parser.parse_args(argv)
     from ..processing_codebind import CodeBindProcessor
 
-    model = convert_imagebind_checkpoint(args.checkpoint, args.imagebind_config)
+    extra = tuple(m.strip() for m in args.add_towers.split(",") if m.strip())
+    model = convert_imagebind_checkpoint(args.checkpoint, args.imagebind_config, extra)
     processor = CodeBindProcessor.imagebind()  # the model's inputs travel with it, as transformers models do
     save_pretrained_atomically(args.output_dir, model, processor, max_shard_size="2GB")
     for modality, tower in model.towers.items():

@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the processor: a folder or Hub id written by CodeBindProcessor.save_pretrained, or "
                              "'imagebind' / 'vitlens' for the packaged ones (default: the one saved with --model)")
     parser.add_argument("--benchmarks", nargs="+", default=["ib17"],
-                        help=f"benchmark names and/or suites {sorted(SUITES)}, comma or space separated; also the paper's "
-                             "other evaluations: probe:<kind>:<folder>, finegrained:<name or kind:folder>, "
-                             "fusion:<kind>+<kind>:<folder> (codebind_hf.evaluation.analysis)")
+                        help=f"benchmark names and/or suites {sorted(SUITES)}, comma or space separated; 'available': "
+                             "every benchmark the model has a tower for (a suite's benchmarks for modalities the model "
+                             "has no tower for are skipped with a warning); also the paper's other evaluations: "
+                             "probe:<kind>:<folder>, finegrained:<name or kind:folder>, fusion:<kind>+<kind>:<folder> "
+                             "(codebind_hf.evaluation.analysis)")
     parser.add_argument("--data-root", default=None,
                         help="folder with one sub-folder per benchmark in the local layout (BenchmarkDefinition.local_schema)")
     parser.add_argument("--use-hub-sources", action="store_true",
@@ -98,6 +100,37 @@ def parse_analysis_tasks(values: list[str]) -> list[AnalysisTask]:
         return [task for n in names if (task := parse_analysis(n)) is not None]
     except ValueError as err:
         raise BenchmarkConfigError(str(err)) from None
+
+
+def select_benchmarks(values: list[str], towers) -> list[BenchmarkDefinition]:
+    """`parse_benchmarks` for a model with these towers: ``available`` means every benchmark it has a tower for; a
+    suite's benchmark it has no tower for is skipped with a warning naming it; one named on its own is an error."""
+    towers = set(towers)
+    everything = list(dict.fromkeys(name for suite in SUITES.values() for name in suite))
+    expanded, named, suites = [], [], []
+    for token in (n.strip() for value in values for n in value.split(",") if n.strip()):
+        key = token.lower()
+        expanded += everything if key == "available" else SUITES.get(key, [token])
+        named += [] if key == "available" or key in SUITES or _is_analysis(token) else [token]
+        suites += SUITES.get(key, [])
+    definitions = parse_benchmarks(expanded)  # checks the names (and refuses an empty list)
+    if not definitions:  # analysis tasks only
+        return []
+    named = {get_benchmark(n).name for n in named}
+    lacking = [d for d in definitions if d.modality not in towers]
+    refused = sorted(d.name for d in lacking if d.name in named)
+    if refused:
+        raise BenchmarkConfigError(f"the model has no tower for {sorted({d.modality for d in lacking if d.name in refused})} "
+                                   f"(it has {sorted(towers)}), which {refused} need; drop them or use --benchmarks available")
+    skipped = [d for d in lacking if d.name in suites]  # `available` asked for what the model can do: no warning
+    if skipped:
+        logger.warning("skipping %s: the model has no %s tower (it has %s)", [d.name for d in skipped],
+                       sorted({d.modality for d in skipped}), sorted(towers))
+    kept = [d for d in definitions if d.modality in towers]
+    if not kept:
+        raise BenchmarkConfigError(f"none of the benchmarks {[d.name for d in definitions]} has a tower in the model "
+                                   f"(it has {sorted(towers)})")
+    return kept
 
 
 def parse_paths(value: str | None) -> dict[str, str]:
@@ -169,11 +202,17 @@ def run(args: argparse.Namespace) -> dict | None:
     from accelerate import Accelerator
 
     from .. import CodeBindModel
+    from ..configuration_codebind import CodeBindConfig
     from .zero_shot import load_templates
 
     check_output_dir_free(args.output_dir, "results.json", "benchmark run", overwrite=getattr(args, "overwrite_output_dir", False),
                           resumable=False)
-    definitions, tasks = parse_benchmarks(args.benchmarks), parse_analysis_tasks(args.benchmarks)
+    try:  # the towers decide which benchmarks run; read before any data or weights
+        towers = list(CodeBindConfig.from_pretrained(args.model, revision=args.revision).modalities)
+    except OSError:  # no readable config: the data checks still run first, the model load then says what is wrong
+        towers = None
+    definitions = parse_benchmarks(args.benchmarks) if towers is None else select_benchmarks(args.benchmarks, towers)
+    tasks = parse_analysis_tasks(args.benchmarks)
     settings = EvalSettings(part=args.part, quantize=not args.no_quantize, paths=parse_paths(args.path),
                             batch_size=args.batch_size, text_batch_size=args.text_batch_size, templates=args.templates,
                             limit=args.limit, num_workers=args.num_workers)
