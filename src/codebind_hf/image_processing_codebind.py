@@ -149,7 +149,7 @@ class _VideoFile:
             import av
         except ImportError as err:
             raise ImportError(
-                f"reading video files ({path}) needs PyAV: `pip install av`; "
+                f"reading video files ({path}) needs PyAV: `pip install av` (the package's `video` extra); "
                 "or pass uint8 frame arrays (T, H, W, 3) with video_fps"
             ) from err
         self.av, self.path = av, str(path)

@@ -116,7 +116,7 @@ class DataArguments:
     repeat: int = field(default=1, metadata={"help": "visit each row this many times per epoch (official scale_factor)"})
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
-    num_workers: int = 0
+    num_workers: Any = field(default=0, metadata={"help": "data-loader workers: a number, or 'auto' (min(8, CPUs available))"})
 
 
 @dataclass
@@ -296,6 +296,8 @@ class TrainConfig:
             raise ValueError(f"training.max_train_steps must be >= 1, got {t.max_train_steps}")
         if d.repeat < 1:
             raise ValueError(f"data.repeat must be >= 1, got {d.repeat}")
+        if d.num_workers != "auto" and (not isinstance(d.num_workers, int) or isinstance(d.num_workers, bool) or d.num_workers < 0):
+            raise ValueError(f"data.num_workers must be an integer >= 0 or 'auto', got {d.num_workers!r}")
         if d.vision_input not in ("images", "videos"):
             raise ValueError(f"data.vision_input must be 'images' or 'videos', got {d.vision_input!r}")
         if t.report_to not in ("none", "tensorboard", "all"):
@@ -390,6 +392,25 @@ def _coerce(section: str, spec, value):
     if not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
         raise TypeError(f"{section}.{spec.name} must be {spec.type}, got {value!r} ({type(value).__name__})")
     return value
+
+
+def resolve_num_workers(value) -> int:
+    """``data.num_workers``: a number as given; ``"auto"`` is min(8, the CPUs this process may use), so the bundled
+    configs neither starve a GPU node nor swamp a 2-core laptop.
+
+    Example:
+
+    ```python
+    >>> from codebind_hf.training.config import resolve_num_workers
+    >>> resolve_num_workers(3), 1 <= resolve_num_workers("auto") <= 8
+    (3, True)
+
+    ```
+    """
+    if value != "auto":
+        return int(value)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cpus)
 
 
 # ---------------------------------------------------------------------------------------------- files and overrides
@@ -494,4 +515,5 @@ __all__ = [
     "apply_override",
     "build_parser",
     "parse_args",
+    "resolve_num_workers",
 ]

@@ -16,8 +16,8 @@ per-row pair grades into soft InfoNCE targets. See docs/training.md for the conf
 from __future__ import annotations
 
 import contextlib
-import sys
 import logging
+import os
 import sys
 import time
 import warnings
@@ -36,6 +36,7 @@ from .batching import BatchSpec, EpochBatchSampler, PathCollator, RowDataset, pr
 from ..validation import check_finite_losses, divergence_error
 from .checkpointing import (
     atomic_save_file,
+    FINISHED_MARKER,
     claim_output_dir,
     atomic_write_json,
     load_trained_state,
@@ -46,7 +47,7 @@ from .checkpointing import (
     trained_state_dict,
 )
 from .codebooks import CodebookLifecycle, NoCodebooks
-from .config import TrainConfig, parse_args
+from .config import TrainConfig, parse_args, resolve_num_workers
 from .data import (
     class_names,
     default_eval_split,
@@ -120,7 +121,16 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     if d.dataset is None:
         raise ValueError("data.dataset is not set: give a hub id, a local folder, or a Dataset/DatasetDict/dict")
     output_dir = Path(t.output_dir)
-    claim_output_dir(output_dir, t.overwrite_output_dir, t.resume_from_checkpoint is not None)  # runs never clobber runs
+    # `latest` with no checkpoint resumes nothing: it must not start over on top of a finished run.
+    nothing_to_resume = t.resume_from_checkpoint == "latest" and resolve_checkpoint(output_dir, "latest") is None
+    if nothing_to_resume and (output_dir / FINISHED_MARKER).exists() and not t.overwrite_output_dir:
+        raise FileExistsError(
+            f"resume_from_checkpoint=latest, but {output_dir / 'checkpoints'} holds no checkpoint of the finished run in "
+            f"{output_dir} ({FINISHED_MARKER} is there): starting again from step 0 would overwrite it. Keep checkpoints "
+            "(training.checkpointing_steps) to resume, pass --overwrite_output_dir to replace the run, or choose another "
+            "output_dir"
+        )
+    claim_output_dir(output_dir, t.overwrite_output_dir, t.resume_from_checkpoint is not None and not nothing_to_resume)
 
     # 1. Accelerator ---------------------------------------------------------------------------------------
     if t.report_to == "tensorboard":
@@ -209,7 +219,8 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     sampler = EpochBatchSampler(rows, t.per_device_batch_size, t.seed, world, rank, d.repeat)
     collator = PathCollator(spec, processor, t.seed, d.skip_bad_rows)
     loader = torch.utils.data.DataLoader(RowDataset(train_view), batch_sampler=sampler, collate_fn=collator,
-                                         num_workers=d.num_workers, generator=torch.Generator().manual_seed(t.seed))
+                                         num_workers=resolve_num_workers(d.num_workers),
+                                         generator=torch.Generator().manual_seed(t.seed))
     updates_per_epoch = len(sampler) // t.gradient_accumulation_steps
     if updates_per_epoch == 0:
         raise ValueError(f"an epoch has {len(sampler)} batches per process, fewer than "
@@ -246,7 +257,8 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
         if balancer is not None and state.get("balancer"):
             balancer.load_state_dict(state["balancer"])
     elif t.resume_from_checkpoint == "latest":
-        logger.info("no checkpoint in %s: starting from step 0", output_dir / "checkpoints")
+        logger.warning("resume_from_checkpoint=latest: no checkpoint in %s, so this run starts from step 0",
+                       output_dir / "checkpoints")
 
     # 7. Codebook k-means init -------------------------------------------------------------------------------
     mode = config.codebooks.kmeans_init
@@ -508,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate.utils import get_int_from_env
 
     config = parse_args(argv)
+    # As `python -m` does: a `data.processor: my_module:MyProcessor` of the working folder is importable.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     # Under `accelerate launch` every process runs this; only the main one (global rank 0, read as Accelerate reads
     # it, before any Accelerator exists) reports progress lines.
