@@ -9,8 +9,6 @@ data folders, sample files and ``/data/benchmarks`` are generated. A block that 
 reason and its stand-in visibly, right under it.
 """
 
-import json
-import os
 import shutil
 
 import numpy as np
@@ -19,8 +17,10 @@ import torch
 
 from doc_blocks import REASONS, all_blocks, run_command, run_python, shell_commands, substitute
 from hub_server import local_hub, use_local_hub
-from user_world import TOKEN, UserWorld, _write_samples, _write_sun_rgbd
+from user_world import FIXTURES, TOKEN, UserWorld, _write_samples, _write_sun_rgbd
 
+# Tiny tensors gain nothing from threads, and on shared cores threads contending for them cost 10x (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 BLOCKS = all_blocks()
 RUNNABLE = [b for b in BLOCKS if b.kind in ("python", "shell")]
 TRAINED_PATHS = {"vision": ["text"], "audio": ["text", "vision"], "depth": ["text", "vision"],
@@ -82,10 +82,14 @@ def docs_world(tmp_path_factory):
     from codebind_hf.evaluation.fixtures import write_fixtures
     from codebind_hf.training.toy import toy_dataset_dict
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     with local_hub() as hub, pytest.MonkeyPatch.context() as patch:
         world = UserWorld(tmp_path_factory.mktemp("docs-world"), hub.endpoint)
         root = world.root
         _write_samples(root)
+        shutil.copy(FIXTURES / "vitlens_tiny" / "vitlens_tiny.pth", root / "vitlens_tiny.pth")
+        shutil.copy(FIXTURES / "vitlens_tiny" / "config.json", root / "vitlens_tiny.json")
         _write_sun_rgbd(root)
         _write_named_files(root)
         write_fixtures(root / "benchmarks", ["ib17"], num_items=2)
@@ -103,15 +107,34 @@ def docs_world(tmp_path_factory):
         trained.save_pretrained(root / "my-model")
         processor.save_pretrained(root / "my-model")
         trained.push_to_hub("your-org/codebind-ib", processor=processor)
+        torch.set_num_threads(threads)
         yield world
 
 
+@pytest.fixture(scope="session")
+def document_folders(docs_world):
+    """Per document, its own copy of the world's folder (made on first use): one document's runs never meet
+    another's output folders, which codebind-train and codebind-bench refuse to overwrite."""
+    folders = {}
+
+    def folder(doc: str):
+        if doc not in folders:
+            folders[doc] = docs_world.root.parent / f"{docs_world.root.name}-{doc.replace('/', '-')}"
+            shutil.copytree(docs_world.root, folders[doc])
+        return folders[doc]
+
+    return folder
+
+
 @pytest.fixture
-def in_docs_world(docs_world, monkeypatch):
+def in_docs_world(docs_world, document_folders, request, monkeypatch):
+    """The folder of the running block's document, with `huggingface_hub` on the documents' local Hub."""
+    block = request.node.callspec.params["block"] if hasattr(request.node, "callspec") else None
+    root = document_folders(block.doc if block is not None else "runner-checks")
     use_local_hub(monkeypatch, docs_world.endpoint)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.chdir(docs_world.root)
-    return docs_world
+    monkeypatch.chdir(root)
+    return UserWorld(root, docs_world.endpoint)
 
 
 def test_blocks_are_runnable_or_say_why_not():

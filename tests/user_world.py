@@ -60,7 +60,7 @@ class UserWorld:
         env.update(
             PYTHONPATH=os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])]),
             HF_ENDPOINT=self.endpoint, HF_HUB_OFFLINE="0", HF_TOKEN=TOKEN, HF_HUB_DISABLE_TELEMETRY="1",
-            TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+            TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",  # tiny tensors, shared cores
         )
         if hf_home is not None:
             env["HF_HOME"] = str(hf_home)
