@@ -1,6 +1,13 @@
 """codebind_hf: CodeBind (decoupled multimodal alignment with a shared compositional VQ codebook) for Hugging Face."""
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoProcessor,
+    AutoTokenizer,
+)
 
 from .adapters.bond_io import add_bond, apply_bonds, list_bonds, load_bond, push_bond, read_bond, remove_bond, save_bond
 from .adapters.bonds import ProjectorMixture, SpaceBond, SpaceBondConfig, mine_pseudo_pairs, train_bond
@@ -50,6 +57,13 @@ AutoConfig.register(CodeBindDecoderConfig.model_type, CodeBindDecoderConfig, exi
 AutoConfig.register(CodeBindTowerConfig.model_type, CodeBindTowerConfig, exist_ok=True)
 AutoTokenizer.register(CodeBindConfig, slow_tokenizer_class=CodeBindTokenizer, exist_ok=True)
 AutoFeatureExtractor.register(CodeBindConfig, CodeBindFeatureExtractor, exist_ok=True)
+# One class for both backend names: it is neither transformers' PIL nor its torchvision pipeline (PIL resizing for
+# images, torch for videos and maps), and registering one name only makes AutoImageProcessor warn about the other.
+AutoImageProcessor.register(
+    CodeBindConfig,
+    image_processor_classes={"pil": CodeBindImageProcessor, "torchvision": CodeBindImageProcessor},
+    exist_ok=True,
+)
 
 __all__ = [
     "__version__",

@@ -21,11 +21,13 @@ two torchaudio steps are re-implemented here and checked against the reference o
 
 from __future__ import annotations
 
+import inspect
 import math
 import wave
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -193,6 +195,12 @@ def with_context(err: Exception, where: str) -> Exception:
     return (TypeError if isinstance(err, TypeError) else ValueError)(f"{where}: {err}")
 
 
+def init_parameters(cls) -> list[str]:
+    """Named parameters of a class's constructor (its settings: what ``from_pretrained`` keywords can set)."""
+    return [name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
 # ---------------------------------------------------------------------------------------------------- file reading
 def _pcm_to_float(data: np.ndarray) -> np.ndarray:
     """Integer PCM to float32 in [-1, 1) with torchaudio's scaling (unsigned 8-bit is offset by 128)."""
@@ -254,6 +262,14 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 # ---------------------------------------------------------------------------------------------------- extractor
+class CodeBindAudioKwargs(TypedDict, total=False):
+    """Per-call options of [`CodeBindFeatureExtractor`] (``audio_kwargs`` of [`CodeBindProcessor`])."""
+
+    # Hz, one for all items or one per item; typed loosely because the extractor checks it and names the item.
+    sampling_rate: Any
+    return_tensors: str | None
+
+
 class CodeBindFeatureExtractor(FeatureExtractionMixin):
     """Waveforms or audio files -> ImageBind spectrogram clips `(batch, clips, 1, num_mel_bins, target_length)`.
 
@@ -266,6 +282,9 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
         mean (`float`, *optional*, defaults to -4.268), std (`float`, *optional*, defaults to 9.138): normalisation.
         max_channels (`int`, *optional*, defaults to 16): more channels than this means the array is probably
             `(samples, channels)`, which is refused.
+        default_sampling_rate (`int`, *optional*): the rate assumed for arrays given without ``sampling_rate``;
+            `None` (the default) requires the rate with every array, since a wrong guess changes the spectrogram
+            silently.
 
     Example:
 
@@ -281,6 +300,7 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
     """
 
     model_input_names = ["audio_values"]
+    valid_kwargs = CodeBindAudioKwargs
 
     def __init__(
         self,
@@ -292,6 +312,7 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
         mean: float = -4.268,
         std: float = 9.138,
         max_channels: int = 16,
+        default_sampling_rate: int | None = None,
         **kwargs,
     ):
         kwargs.pop("feature_extractor_type", None)
@@ -306,11 +327,18 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         check_sampling_rate(sampling_rate, "the feature extractor's target rate")
+        if default_sampling_rate is not None:
+            if isinstance(default_sampling_rate, bool) or not isinstance(default_sampling_rate, int):
+                raise ValueError(
+                    f"default_sampling_rate must be an int number of Hz or None, got {default_sampling_rate!r}"
+                )
+            check_sampling_rate(default_sampling_rate, "default_sampling_rate")
         if not clip_duration > 0 or not std > 0:
             raise ValueError(f"clip_duration and std must be positive, got {clip_duration!r} and {std!r}")
         self.sampling_rate, self.num_mel_bins, self.target_length = sampling_rate, num_mel_bins, target_length
         self.clip_duration, self.clips_per_sample = float(clip_duration), clips_per_sample
         self.mean, self.std, self.max_channels = float(mean), float(std), max_channels
+        self.default_sampling_rate = default_sampling_rate
 
     def _waveform(self, audio, sampling_rate) -> tuple[torch.Tensor, int]:
         """`(channels, samples)` float32 and its rate, from a file path or an array."""
@@ -325,9 +353,11 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
             if sampling_rate is not None and int(sampling_rate) != rate:
                 raise ValueError(f"{audio} is sampled at {rate} Hz but sampling_rate={sampling_rate} was given")
             return torch.from_numpy(data), rate
+        sampling_rate = self.default_sampling_rate if sampling_rate is None else sampling_rate
         if sampling_rate is None:
             raise ValueError(
-                "sampling_rate is required for audio arrays (e.g. sampling_rate=16000); files carry their own"
+                "sampling_rate is required for audio arrays (e.g. sampling_rate=16000); files carry their own "
+                "(or set the feature extractor's default_sampling_rate)"
             )
         if isinstance(audio, torch.Tensor):
             audio = audio.detach().cpu().numpy()
@@ -379,7 +409,8 @@ class CodeBindFeatureExtractor(FeatureExtractionMixin):
                 float array (numpy or torch; int16/int32/uint8 PCM arrays are scaled like wav files). Only the
                 first channel is used, as in ImageBind.
             sampling_rate (`int` or `list[int]`): the rate of the arrays (one for all, or one per item); required
-                for arrays. Files carry their own rate (a given rate must agree with it).
+                for arrays unless ``default_sampling_rate`` is set. Files carry their own rate (a given rate must
+                agree with it).
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` or `"np"`.
 
         Returns:
@@ -409,4 +440,6 @@ __all__ = [
     "clip_start_times",
     "read_audio",
     "with_context",
+    "init_parameters",
+    "CodeBindAudioKwargs",
 ]

@@ -20,21 +20,29 @@
   SUN RGB-D / CodeBind NYU export convention). ``input_type="disparity"`` skips the conversion.
 - Thermal (official CodeBind LLVIP / FLIR transform): grayscale, [0, 1], bilinear antialiased resize + centre crop,
   normalised with mean 0.44531357 and std 0.26924619 -> `(1, 224, 224)`.
+
+transformers' standard image options are settings (defaults: the above exactly); any setting can be given per call:
+``do_resize`` (short side to ``size``), ``do_center_crop`` (``crop_size``, default ``size``; for videos the spatial
+crops), ``do_rescale`` / ``rescale_factor`` (8-bit pixels of images, videos, tactile, thermal; depth is in metres),
+``do_normalize`` (CLIP mean / std for RGB, the depth and thermal statistics for those), ``resample`` (images, tactile:
+PIL resizes the 8-bit pixels as in ImageBind, so ``do_rescale=False`` keeps the 0..255 scale). Frames already sampled
+(``do_sample_frames=False``) form consecutive clips of ``video_frames_per_clip`` frames.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from transformers.image_processing_base import BatchFeature, ImageProcessingMixin
+from transformers.image_processing_base import BatchFeature
+from transformers.image_processing_utils import BaseImageProcessor
 
-from .feature_extraction_codebind import clip_start_times, with_context
+from .feature_extraction_codebind import clip_start_times, init_parameters, with_context
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -44,31 +52,52 @@ _PIL_FILTERS = {
     "bicubic": Image.BICUBIC,
     "lanczos": Image.LANCZOS,
 }
+_Number = int | float
 
 
-class CodeBindImagesKwargs(TypedDict, total=False):
-    """The settings of [`CodeBindImageProcessor`] (lets ``from_dict`` / ``from_pretrained`` accept overrides)."""
+class _ImageSettings(TypedDict, total=False):
+    """The settings of [`CodeBindImageProcessor`]: constructor, ``from_pretrained`` and per-call options."""
 
+    do_resize: bool
     size: int
-    image_mean: list[float]
-    image_std: list[float]
-    resample: str
-    video_clip_duration: float
+    resample: str | int
+    do_center_crop: bool
+    crop_size: int | None
+    do_rescale: bool
+    rescale_factor: _Number
+    do_normalize: bool
+    image_mean: list[_Number] | tuple[_Number, ...]
+    image_std: list[_Number] | tuple[_Number, ...]
+    video_clip_duration: _Number
     video_clips: int
     video_frames_per_clip: int
     video_spatial_crops: int
-    default_video_fps: float | None
-    depth_baseline: float
-    depth_focal_length: float
-    depth_min: float
-    depth_max: float
-    disparity_min: float
-    disparity_max: float
-    depth_mean: float
-    depth_std: float
-    depth_file_scale: float
-    thermal_mean: float
-    thermal_std: float
+    default_video_fps: _Number | None
+    depth_baseline: _Number
+    depth_focal_length: _Number
+    depth_min: _Number
+    depth_max: _Number
+    disparity_min: _Number
+    disparity_max: _Number
+    depth_mean: _Number
+    depth_std: _Number
+    depth_file_scale: _Number
+    thermal_mean: _Number
+    thermal_std: _Number
+    return_tensors: str | None
+
+
+class CodeBindImagesKwargs(_ImageSettings, total=False):
+    """Per-call options for images, depth, thermal and tactile images (``images_kwargs`` of [`CodeBindProcessor`])."""
+
+    depth_input_type: str
+
+
+class CodeBindVideosKwargs(_ImageSettings, total=False):
+    """Per-call options for videos (``videos_kwargs`` of [`CodeBindProcessor`])."""
+
+    video_fps: Any  # frame rate(s) of frame arrays: `preprocess_videos` checks them, naming the video
+    do_sample_frames: bool
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -109,29 +138,58 @@ def load_image(image, mode: str = "RGB") -> Image.Image:
     return Image.fromarray(array).convert(mode)
 
 
-def resize_and_crop(image: Image.Image, size: int = 224, resample=Image.BICUBIC) -> Image.Image:
-    """torchvision ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image (same output sizes and offsets)."""
-    width, height = image.size
+def _short_side_to(height: int, width: int, size: int) -> tuple[int, int]:
+    """torchvision's ``Resize(size)`` output `(height, width)`: short side ``size``, long side truncated."""
     short, long = sorted((width, height))
     new_long = int(size * long / short)
-    image = image.resize((size, new_long) if width <= height else (new_long, size), resample)
-    left, top = int(round((image.width - size) / 2.0)), int(round((image.height - size) / 2.0))
-    return image.crop((left, top, left + size, top + size))
+    return (new_long, size) if width <= height else (size, new_long)
 
 
-def resize_and_crop_tensor(x: torch.Tensor, size: int = 224) -> torch.Tensor:
-    """torchvision ``Resize(size)`` (bilinear, antialiased) + ``CenterCrop(size)`` on a float tensor `(C, H, W)`."""
-    height, width = x.shape[-2:]
-    short, long = sorted((width, height))
-    new_long = int(size * long / short)
-    new_hw = (new_long, size) if width <= height else (size, new_long)
-    x = F.interpolate(x[None], size=new_hw, mode="bilinear", align_corners=False, antialias=True)[0]
-    top, left = int(round((new_hw[0] - size) / 2.0)), int(round((new_hw[1] - size) / 2.0))
-    return x[:, top : top + size, left : left + size]
+def _check_crop(height: int, width: int, crop: int) -> None:
+    if min(height, width) < crop:
+        raise ValueError(f"the image is {height} x {width} (height x width), smaller than the {crop} x {crop} crop; "
+                         "keep do_resize=True or lower crop_size")
+
+
+def resize_and_crop(image: Image.Image, size: int = 224, resample=Image.BICUBIC, crop: int | None = None,
+                    do_resize: bool = True, do_center_crop: bool = True) -> Image.Image:
+    """torchvision ``Resize(size)`` + ``CenterCrop(crop or size)`` on a PIL image (same output sizes and offsets)."""
+    if do_resize:
+        height, width = _short_side_to(image.height, image.width, size)
+        image = image.resize((width, height), resample)
+    if not do_center_crop:
+        return image
+    crop = size if crop is None else crop
+    _check_crop(image.height, image.width, crop)
+    left, top = int(round((image.width - crop) / 2.0)), int(round((image.height - crop) / 2.0))
+    return image.crop((left, top, left + crop, top + crop))
+
+
+def resize_and_crop_tensor(x: torch.Tensor, size: int = 224, crop: int | None = None, do_resize: bool = True,
+                           do_center_crop: bool = True) -> torch.Tensor:
+    """torchvision ``Resize(size)`` (bilinear, antialiased) + ``CenterCrop(crop or size)`` on a float `(C, H, W)`."""
+    if do_resize:
+        new_hw = _short_side_to(*x.shape[-2:], size)
+        x = F.interpolate(x[None], size=new_hw, mode="bilinear", align_corners=False, antialias=True)[0]
+    if not do_center_crop:
+        return x
+    crop = size if crop is None else crop
+    _check_crop(*x.shape[-2:], crop)
+    top, left = int(round((x.shape[-2] - crop) / 2.0)), int(round((x.shape[-1] - crop) / 2.0))
+    return x[:, top : top + crop, left : left + crop]
+
+
+def _stack(tensors: list[torch.Tensor], what: str) -> torch.Tensor:
+    shapes = sorted({tuple(t.shape) for t in tensors})
+    if len(shapes) > 1:
+        raise ValueError(f"{what} came out in different shapes {shapes}: without a resize and centre crop "
+                         "(do_resize / do_center_crop) a batch needs inputs of one size")
+    return torch.stack(tensors)
 
 
 def _items(value, what: str) -> list:
     items = list(value) if isinstance(value, (list, tuple)) else [value]
+    items = [x for item in items for x in (item if _is_item_list(item) else [item])]  # transformers' nested batches
     if not items:
         raise ValueError(f"{what} is empty; expected at least one item")
     missing = [i for i, item in enumerate(items) if item is None]
@@ -139,6 +197,10 @@ def _items(value, what: str) -> list:
         raise ValueError(f"{what}[{missing[0]}] is None ({len(missing)} of {len(items)} items are); expected a file path, "
                          "PIL image, array or tensor for every item")
     return items
+
+
+def _is_item_list(item) -> bool:
+    return isinstance(item, (list, tuple)) and not any(isinstance(x, (list, tuple, int, float)) for x in item)
 
 
 class _VideoFile:
@@ -166,9 +228,8 @@ class _VideoFile:
         except av.error.FFmpegError as err:
             raise ValueError(f"{path}: not a readable video file ({err})") from err
         if self.fps <= 0 or self.num_frames <= 0:
-            raise ValueError(
-                f"{path}: could not determine frame rate / frame count (fps={self.fps}, frames={self.num_frames})"
-            )
+            raise ValueError(f"{path}: could not determine frame rate / frame count (fps={self.fps}, "
+                             f"frames={self.num_frames})")
 
     def frames(self, indices: set[int]) -> dict[int, np.ndarray]:
         found = {}
@@ -182,10 +243,13 @@ class _VideoFile:
 
 
 # ---------------------------------------------------------------------------------------------------- processor
-class CodeBindImageProcessor(ImageProcessingMixin):
+class CodeBindImageProcessor(BaseImageProcessor):
     """Images, videos, depth maps, thermal and tactile images -> tensors for the ImageBind / CodeBind towers.
 
-    The settings are the reference ones (see the module docstring); all are saved with ``save_pretrained``.
+    The settings are the reference ones (see the module docstring); all are saved with ``save_pretrained``, and any
+    of them can be given to a call for that call only. A ``BaseImageProcessor`` (so ``AutoImageProcessor`` loads it)
+    with its own pipeline: ``__call__`` gives the [`BatchFeature`]; ``preprocess`` and the ``preprocess_*`` methods
+    give one modality's tensor.
 
     Example:
 
@@ -197,6 +261,8 @@ class CodeBindImageProcessor(ImageProcessingMixin):
     >>> out = processor(images=[rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)], depth=[np.full((48, 64), 2.0)])
     >>> out["pixel_values"].shape, out["depth_values"].shape
     (torch.Size([1, 3, 224, 224]), torch.Size([1, 1, 224, 224]))
+    >>> processor(images=[np.zeros((30, 40, 3), np.uint8)], size=32, do_normalize=False)["pixel_values"].shape
+    torch.Size([1, 3, 32, 32])
 
     ```
     """
@@ -226,17 +292,31 @@ class CodeBindImageProcessor(ImageProcessingMixin):
         depth_file_scale: float = 8000.0,
         thermal_mean: float = 0.44531357,
         thermal_std: float = 0.26924619,
+        do_resize: bool = True,
+        do_center_crop: bool = True,
+        crop_size: int | None = None,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
         **kwargs,
     ):
         kwargs.pop("image_processor_type", None)
         super().__init__(**kwargs)
-        for name, value in (
-            ("size", size),
-            ("video_clips", video_clips),
-            ("video_frames_per_clip", video_frames_per_clip),
-        ):
+        for name, value in (("size", size), ("video_clips", video_clips),
+                            ("video_frames_per_clip", video_frames_per_clip)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if crop_size is not None and (isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size <= 0):
+            raise ValueError(f"crop_size must be a positive int or None (= size), got {crop_size!r}")
+        for name, value in (("do_resize", do_resize), ("do_center_crop", do_center_crop),
+                            ("do_rescale", do_rescale), ("do_normalize", do_normalize)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        if isinstance(rescale_factor, bool) or not isinstance(rescale_factor, (int, float)) or not (
+            math.isfinite(rescale_factor) and rescale_factor != 0
+        ):
+            raise ValueError(f"rescale_factor must be a finite non-zero number, got {rescale_factor!r}")
+        resample = {code: name for name, code in _PIL_FILTERS.items()}.get(resample, resample)  # PIL codes -> names
         if resample not in _PIL_FILTERS:
             raise ValueError(f"resample must be one of {sorted(_PIL_FILTERS)}, got {resample!r}")
         if video_spatial_crops not in (1, 3):
@@ -246,9 +326,8 @@ class CodeBindImageProcessor(ImageProcessingMixin):
         if len(image_mean) != 3 or len(image_std) != 3 or min(image_std) <= 0:
             raise ValueError(f"image_mean / image_std must be 3 values (std > 0), got {image_mean} / {image_std}")
         if not 0 < depth_min < depth_max or not 0 < disparity_min < disparity_max or depth_file_scale <= 0:
-            raise ValueError(
-                "depth settings need 0 < depth_min < depth_max, 0 < disparity_min < disparity_max, depth_file_scale > 0"
-            )
+            raise ValueError("depth settings need 0 < depth_min < depth_max, 0 < disparity_min < disparity_max, "
+                             "depth_file_scale > 0")
         if depth_std <= 0 or thermal_std <= 0 or video_clip_duration <= 0:
             raise ValueError("depth_std, thermal_std and video_clip_duration must be positive")
         self.size, self.image_mean, self.image_std, self.resample = size, list(image_mean), list(image_std), resample
@@ -258,15 +337,40 @@ class CodeBindImageProcessor(ImageProcessingMixin):
         self.depth_baseline, self.depth_focal_length = float(depth_baseline), float(depth_focal_length)
         self.depth_min, self.depth_max = float(depth_min), float(depth_max)
         self.disparity_min, self.disparity_max = float(disparity_min), float(disparity_max)
-        self.depth_mean, self.depth_std, self.depth_file_scale = (
-            float(depth_mean),
-            float(depth_std),
-            float(depth_file_scale),
-        )
+        self.depth_mean, self.depth_std = float(depth_mean), float(depth_std)
+        self.depth_file_scale = float(depth_file_scale)
         self.thermal_mean, self.thermal_std = float(thermal_mean), float(thermal_std)
+        self.do_resize, self.do_center_crop, self.crop_size = do_resize, do_center_crop, crop_size
+        self.do_rescale, self.rescale_factor, self.do_normalize = do_rescale, float(rescale_factor), do_normalize
+
+    def _with_settings(self, **settings) -> CodeBindImageProcessor:
+        """This processor, or a copy with the given settings changed (``None`` = not given), validated as built."""
+        names = init_parameters(type(self))
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown options {unknown}; expected the call options video_fps, "
+                f"do_sample_frames, depth_input_type, return_tensors or settings {names}"
+            )
+        changed = {k: v for k, v in settings.items() if v is not None and v != getattr(self, k)}
+        return type(self)(**{**{k: getattr(self, k) for k in names}, **changed}) if changed else self
+
+    def _rescale(self, pixels) -> np.ndarray | torch.Tensor:
+        """8-bit pixels -> float32 times ``rescale_factor`` (in float64 first: 1/255 then equals a float32 ``/ 255``
+        exactly, ImageBind's ``ToTensor``)."""
+        if isinstance(pixels, torch.Tensor):
+            return pixels.double().mul(self.rescale_factor).float() if self.do_rescale else pixels.float()
+        pixels = np.asarray(pixels)
+        return (pixels.astype(np.float64) * self.rescale_factor).astype(np.float32) if self.do_rescale else (
+            pixels.astype(np.float32))
+
+    def _geometry(self, x: torch.Tensor) -> torch.Tensor:
+        return resize_and_crop_tensor(x, self.size, self.crop_size, self.do_resize, self.do_center_crop)
 
     def _normalise_rgb(self, x: torch.Tensor) -> torch.Tensor:
-        """`(3, ...)` in [0, 1] -> CLIP-normalised (channel first)."""
+        """`(3, ...)` -> CLIP-normalised (channel first), when ``do_normalize``."""
+        if not self.do_normalize:
+            return x
         shape = (3,) + (1,) * (x.ndim - 1)
         return (x - torch.tensor(self.image_mean).view(shape)) / torch.tensor(self.image_std).view(shape)
 
@@ -276,12 +380,12 @@ class CodeBindImageProcessor(ImageProcessingMixin):
         out = []
         for i, image in enumerate(_items(images, "images")):
             try:
-                pil = resize_and_crop(load_image(image, "RGB"), self.size, _PIL_FILTERS[self.resample])
+                pil = resize_and_crop(load_image(image, "RGB"), self.size, _PIL_FILTERS[self.resample],
+                                      self.crop_size, self.do_resize, self.do_center_crop)
             except (ValueError, TypeError) as err:
                 raise with_context(err, f"image {i}") from err
-            tensor = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
-            out.append(self._normalise_rgb(tensor))
-        return torch.stack(out)
+            out.append(self._normalise_rgb(torch.from_numpy(self._rescale(pil)).permute(2, 0, 1)))
+        return _stack(out, "images")
 
     def preprocess_tactile(self, images) -> torch.Tensor:
         """Tactile (GelSight-style RGB) images -> `(batch, 3, size, size)`, processed exactly like images."""
@@ -296,50 +400,72 @@ class CodeBindImageProcessor(ImageProcessingMixin):
             first = math.ceil(fps * start)
             last = min(math.ceil(fps * (start + self.video_clip_duration)), num_frames)
             if last <= first:
-                raise ValueError(
-                    f"no frame in the clip starting at {float(start):.3f} s ({num_frames} frames at {fps} fps)"
-                )
+                raise ValueError(f"no frame in the clip starting at {float(start):.3f} s "
+                                 f"({num_frames} frames at {fps} fps)")
             picks = torch.linspace(0, last - first - 1, self.video_frames_per_clip).clamp(0, last - first - 1).long()
             clips.append([first + int(p) for p in picks])
         return clips
 
     def _video_clips(self, frames: np.ndarray) -> torch.Tensor:
-        """`(clips, T, H, W, 3)` uint8 -> `(clips * crops, 3, T, size, size)`."""
-        x = (
-            torch.from_numpy(np.ascontiguousarray(frames)).float().div(255.0).permute(0, 4, 1, 2, 3)
-        )  # (clips, C, T, H, W)
+        """`(clips, T, H, W, 3)` uint8 -> `(clips * crops, 3, T, crop, crop)` (one uncropped view without
+        ``do_center_crop``)."""
+        x = self._rescale(torch.from_numpy(np.ascontiguousarray(frames))).permute(0, 4, 1, 2, 3)  # (clips, C, T, H, W)
         clips, channels, steps, height, width = x.shape
-        if width < height:
-            new_hw = (int(math.floor(height / width * self.size)), self.size)
-        else:
-            new_hw = (self.size, int(math.floor(width / height * self.size)))
-        x = F.interpolate(
-            x.reshape(clips * channels, steps, height, width), size=new_hw, mode="bilinear", align_corners=False
-        )
-        x = self._normalise_rgb(x.reshape(clips, channels, steps, *new_hw).transpose(0, 1)).transpose(0, 1)
-        height, width = new_hw
+        if self.do_resize:
+            if width < height:
+                new_hw = (int(math.floor(height / width * self.size)), self.size)
+            else:
+                new_hw = (self.size, int(math.floor(width / height * self.size)))
+            x = F.interpolate(
+                x.reshape(clips * channels, steps, height, width), size=new_hw, mode="bilinear", align_corners=False
+            ).reshape(clips, channels, steps, *new_hw)
+        x = self._normalise_rgb(x.transpose(0, 1)).transpose(0, 1)
+        if not self.do_center_crop:
+            return x
+        height, width = x.shape[-2:]
+        crop = self.size if self.crop_size is None else self.crop_size
+        _check_crop(height, width, crop)
         out = []
         for clip in x:
             for spatial in (0, 1, 2) if self.video_spatial_crops == 3 else (1,):
-                top, left = math.ceil((height - self.size) / 2), math.ceil((width - self.size) / 2)
+                top, left = math.ceil((height - crop) / 2), math.ceil((width - crop) / 2)
                 if height > width and spatial != 1:
-                    top = 0 if spatial == 0 else height - self.size
+                    top = 0 if spatial == 0 else height - crop
                 elif height <= width and spatial != 1:
-                    left = 0 if spatial == 0 else width - self.size
-                out.append(clip[:, :, top : top + self.size, left : left + self.size])
+                    left = 0 if spatial == 0 else width - crop
+                out.append(clip[:, :, top : top + crop, left : left + crop])
         return torch.stack(out)
 
-    def preprocess_videos(self, videos, video_fps: float | list[float] | None = None) -> torch.Tensor:
+    def _frame_array(self, video, i: int) -> np.ndarray:
+        """A uint8 frame array `(T, H, W, 3)`; `(T, 3, H, W)` is accepted and transposed."""
+        array = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
+        if array.ndim == 4 and array.shape[-1] != 3 and array.shape[1] == 3:
+            array = array.transpose(0, 2, 3, 1)
+        if array.ndim != 4 or array.shape[-1] != 3 or 0 in array.shape:
+            raise ValueError(f"video {i}: frame arrays must have shape (T, H, W, 3) or (T, 3, H, W); got {array.shape}")
+        if array.dtype != np.uint8:
+            raise TypeError(f"video {i}: frame arrays must be uint8 (0..255), got dtype {array.dtype}")
+        return array
+
+    def preprocess_videos(self, videos, video_fps: float | list[float] | None = None,
+                          do_sample_frames: bool | None = None) -> torch.Tensor:
         """Videos -> `(batch, video_clips * video_spatial_crops, 3, video_frames_per_clip, size, size)`.
 
         Args:
             videos: one video or a list; a video is a file path (decoded with PyAV) or a uint8 frame array
-                `(T, H, W, 3)`.
+                `(T, H, W, 3)` (or `(T, 3, H, W)`).
             video_fps (`float` or `list[float]`): frame rate of the frame arrays (one for all, or one per video);
                 required for arrays unless ``default_video_fps`` is set; files carry their own (a given rate must
                 agree with it).
+            do_sample_frames (`bool`, *optional*, defaults to `True`): `False` takes frame arrays as the frames
+                already sampled: consecutive groups of ``video_frames_per_clip`` frames are the clips (`T` must be a
+                multiple), so `(batch, T / video_frames_per_clip * crops, ...)`; no frame rate is used.
         """
         items = _items(videos, "videos")
+        if do_sample_frames is False:
+            if video_fps is not None:
+                raise ValueError("video_fps is not used with do_sample_frames=False (the frames are already sampled)")
+            return _stack([self._video_clips(self._given_clips(video, i)) for i, video in enumerate(items)], "videos")
         rates = list(video_fps) if isinstance(video_fps, (list, tuple)) else [video_fps] * len(items)
         fallback = self.default_video_fps
         if len(rates) != len(items):
@@ -360,21 +486,25 @@ class CodeBindImageProcessor(ImageProcessingMixin):
                     raise ValueError(f"video {i}: {video} could not decode frames {missing[:5]}")
                 frames = np.stack([np.stack([decoded[j] for j in clip]) for clip in clips])
             else:
-                array = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
-                if array.ndim != 4 or array.shape[-1] != 3 or 0 in array.shape:
-                    raise ValueError(f"video {i}: frame arrays must have shape (T, H, W, 3); got {array.shape}")
-                if array.dtype != np.uint8:
-                    raise TypeError(f"video {i}: frame arrays must be uint8 (0..255), got dtype {array.dtype}")
+                array = self._frame_array(video, i)
                 fps = fps if fps is not None else fallback
                 if fps is None:
-                    raise ValueError(
-                        f"video {i}: video_fps is required for frame arrays (e.g. video_fps=30), "
-                        "or set the image processor's default_video_fps"
-                    )
+                    raise ValueError(f"video {i}: video_fps is required for frame arrays (e.g. video_fps=30), "
+                                     "or set the image processor's default_video_fps")
                 clips = self._clip_frame_indices(array.shape[0], float(fps))
                 frames = np.stack([array[clip] for clip in clips])
             out.append(self._video_clips(frames))
-        return torch.stack(out)
+        return _stack(out, "videos")
+
+    def _given_clips(self, video, i: int) -> np.ndarray:
+        """Frames already sampled -> `(T / video_frames_per_clip, video_frames_per_clip, H, W, 3)`."""
+        if isinstance(video, (str, Path)):
+            raise ValueError(f"video {i}: do_sample_frames=False takes frame arrays; video files are always sampled")
+        array, per_clip = self._frame_array(video, i), self.video_frames_per_clip
+        if array.shape[0] % per_clip:
+            raise ValueError(f"video {i}: do_sample_frames=False needs a multiple of video_frames_per_clip={per_clip} "
+                             f"frames (consecutive frames form the clips), got {array.shape[0]}")
+        return array.reshape(-1, per_clip, *array.shape[1:])
 
     # -------------------------------------------------------------------------------------------- depth, thermal
     def _depth_array(self, item, input_type: str) -> np.ndarray:
@@ -407,61 +537,60 @@ class CodeBindImageProcessor(ImageProcessingMixin):
         for i, item in enumerate(_items(depth_maps, "depth")):
             try:
                 array = self._depth_array(item, input_type)
+                if not np.isfinite(array).all() or (array < 0).any():
+                    raise ValueError("values must be finite and non-negative")
+                if input_type == "depth":
+                    array = self.depth_baseline * self.depth_focal_length / array.clip(self.depth_min, self.depth_max)
+                disparity = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+                disparity = self._geometry(disparity.clamp(self.disparity_min, self.disparity_max) / self.disparity_max)
             except (ValueError, TypeError) as err:
                 raise with_context(err, f"depth map {i}") from err
-            if not np.isfinite(array).all() or (array < 0).any():
-                raise ValueError(f"depth map {i}: values must be finite and non-negative")
-            if input_type == "depth":
-                array = self.depth_baseline * self.depth_focal_length / array.clip(self.depth_min, self.depth_max)
-            disparity = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
-            disparity = disparity.clamp(self.disparity_min, self.disparity_max) / self.disparity_max
-            out.append((resize_and_crop_tensor(disparity, self.size) - self.depth_mean) / self.depth_std)
-        return torch.stack(out)
+            out.append((disparity - self.depth_mean) / self.depth_std if self.do_normalize else disparity)
+        return _stack(out, "depth")
 
     def preprocess_thermal(self, images) -> torch.Tensor:
         """Thermal images (paths, PIL images or arrays; read as grayscale) -> `(batch, 1, size, size)`."""
         out = []
         for i, image in enumerate(_items(images, "thermal")):
             try:
-                gray = np.asarray(load_image(image, "L"), dtype=np.float32) / 255.0
+                x = self._geometry(torch.from_numpy(self._rescale(load_image(image, "L")))[None])
             except (ValueError, TypeError) as err:
                 raise with_context(err, f"thermal image {i}") from err
-            x = resize_and_crop_tensor(torch.from_numpy(gray)[None], self.size)
-            out.append((x - self.thermal_mean) / self.thermal_std)
-        return torch.stack(out)
+            out.append((x - self.thermal_mean) / self.thermal_std if self.do_normalize else x)
+        return _stack(out, "thermal")
 
-    def __call__(
-        self,
-        images=None,
-        videos=None,
-        depth=None,
-        thermal=None,
-        tactile=None,
-        video_fps: float | list[float] | None = None,
-        depth_input_type: str = "depth",
-        return_tensors: str | None = "pt",
-    ) -> BatchFeature:
+    def __call__(self, images=None, videos=None, depth=None, thermal=None, tactile=None,
+                 video_fps: float | list[float] | None = None, depth_input_type: str | None = None,
+                 return_tensors: str | None = None, do_sample_frames: bool | None = None, **settings) -> BatchFeature:
         """[`BatchFeature`] with ``pixel_values``, ``pixel_values_videos``, ``depth_values``, ``thermal_values`` and
-        ``tactile_values`` for the inputs given (shapes in the method docstrings above)."""
+        ``tactile_values`` for the inputs given (shapes in the method docstrings above).
+
+        ``depth_input_type`` is ``"depth"`` (the default) or ``"disparity"``; ``return_tensors`` ``"pt"`` or `None`
+        (torch tensors) or ``"np"``; any setting (``do_normalize=False``, ``size=256`` ...) applies to this call.
+        """
+        if return_tensors not in (None, "pt", "np"):
+            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        processor = self._with_settings(**settings)
         data = {}
         if images is not None:
-            data["pixel_values"] = self.preprocess(images)
+            data["pixel_values"] = processor.preprocess(images)
         if videos is not None:
-            data["pixel_values_videos"] = self.preprocess_videos(videos, video_fps)
+            data["pixel_values_videos"] = processor.preprocess_videos(videos, video_fps, do_sample_frames)
         elif video_fps is not None:
             raise ValueError("video_fps was given without videos")
         if depth is not None:
-            data["depth_values"] = self.preprocess_depth(depth, depth_input_type)
+            data["depth_values"] = processor.preprocess_depth(depth, depth_input_type or "depth")
         if thermal is not None:
-            data["thermal_values"] = self.preprocess_thermal(thermal)
+            data["thermal_values"] = processor.preprocess_thermal(thermal)
         if tactile is not None:
-            data["tactile_values"] = self.preprocess_tactile(tactile)
+            data["tactile_values"] = processor.preprocess_tactile(tactile)
         return BatchFeature(data, tensor_type=return_tensors)
 
 
 __all__ = [
     "CodeBindImageProcessor",
     "CodeBindImagesKwargs",
+    "CodeBindVideosKwargs",
     "load_image",
     "resize_and_crop",
     "resize_and_crop_tensor",

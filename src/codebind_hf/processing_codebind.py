@@ -14,28 +14,58 @@ plus one plain keyword component, ``sensor_processor`` ([`CodeBindSensorFeatureE
 clouds. It is saved as a nested JSON dict in ``processor_config.json`` next to the two standard ones, and the
 tokenizer writes ``vocab.json`` / ``merges.txt`` / ``tokenizer_config.json``: no pickle anywhere.
 
+``__call__`` takes transformers' keyword groups (``text_kwargs``, ``images_kwargs``, ``videos_kwargs``,
+``audio_kwargs``, ``common_kwargs``, typed by [`CodeBindProcessorKwargs`]) or the same options flat, merged by
+``ProcessorMixin._merge_kwargs``; the defaults give ImageBind's inputs exactly. ``model_input_names`` lists the keys of
+transformers' four input kinds (text, images, videos, audio), as ``ProcessorMixin`` defines it; every modality's key is
+in [`~codebind_hf.modalities.INPUT_KEYS`].
+
 ``from_pretrained`` is overridden to build the components from this package's classes, so loading works offline
-without registering them with the Auto classes (which ``codebind_hf/__init__.py`` may still do for ``AutoProcessor``).
+(``codebind_hf/__init__.py`` also registers them with ``AutoTokenizer``, ``AutoImageProcessor``,
+``AutoFeatureExtractor`` and ``AutoProcessor``); its keywords reach the component that has the setting.
 ``save_pretrained`` writes into a temporary folder first and moves the files in, so a crash never leaves a half
 written processor.
 """
 
-from __future__ import annotations
-
-import inspect
+# No `from __future__ import annotations`: ProcessorMixin reads the kwargs TypedDicts' annotations as classes.
 import os
 from pathlib import Path
+from typing import is_typeddict
 
+import numpy as np
+import torch
 from transformers import BatchFeature
-from transformers.processing_utils import ProcessorMixin
+from transformers.audio_utils import AudioInput
+from transformers.image_utils import ImageInput
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.video_utils import VideoInput
 
 from .adapters.io import write_files_atomically
-from .feature_extraction_codebind import CodeBindFeatureExtractor
+from .feature_extraction_codebind import CodeBindAudioKwargs, CodeBindFeatureExtractor, init_parameters
 from .feature_extraction_sensors import CodeBindSensorFeatureExtractor
-from .image_processing_codebind import CodeBindImageProcessor
+from .image_processing_codebind import CodeBindImageProcessor, CodeBindImagesKwargs, CodeBindVideosKwargs
 from .tokenization_codebind import CodeBindTokenizer
 
+# Every input also takes file paths (one, or a list); sensors take arrays.
+_Paths = str | os.PathLike | list[str | os.PathLike]
+_Arrays = np.ndarray | torch.Tensor | list[np.ndarray | torch.Tensor]
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+# Keywords transformers' loaders pass along that no CodeBind component takes.
+_LOADER_KWARGS = ("trust_remote_code", "_from_auto", "_from_pipeline", "use_fast", "backend", "return_unused_kwargs")
+# `PreTrainedTokenizerBase.__init__` settings (besides the special tokens) a `from_pretrained` keyword can set.
+_TOKENIZER_SETTINGS = ("model_max_length", "padding_side", "truncation_side", "model_input_names",
+                       "clean_up_tokenization_spaces", "split_special_tokens", "extra_special_tokens",
+                       "additional_special_tokens")
+
+
+class CodeBindProcessorKwargs(ProcessingKwargs, total=False):
+    """The keyword groups of [`CodeBindProcessor.__call__`]: transformers' ``TextKwargs`` and CodeBind's image, video
+    and audio options ([`CodeBindImagesKwargs`], [`CodeBindVideosKwargs`], [`CodeBindAudioKwargs`])."""
+
+    images_kwargs: CodeBindImagesKwargs
+    videos_kwargs: CodeBindVideosKwargs
+    audio_kwargs: CodeBindAudioKwargs
 
 
 class CodeBindProcessor(ProcessorMixin):
@@ -58,9 +88,17 @@ class CodeBindProcessor(ProcessorMixin):
     ... )
     >>> {k: tuple(v.shape) for k, v in batch.items()}
     {'input_ids': (1, 77), 'attention_mask': (1, 77), 'audio_values': (1, 3, 1, 128, 204), 'imu_values': (1, 6, 2000)}
+    >>> grouped = processor(text=["a dog"], text_kwargs={"max_length": 8}, common_kwargs={"return_tensors": "np"})
+    >>> grouped["input_ids"].shape, type(grouped["input_ids"]).__name__
+    ((1, 8), 'ndarray')
 
     ```
     """
+
+    valid_processor_kwargs = CodeBindProcessorKwargs
+    # ImageBind's text inputs: padded and truncated to the context length (the tokenizer's model_max_length), as
+    # torch tensors like every other modality.
+    text_kwargs = {"padding": "max_length", "truncation": True, "return_tensors": "pt"}
 
     def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None, **kwargs):
         if isinstance(sensor_processor, dict):
@@ -79,13 +117,13 @@ class CodeBindProcessor(ProcessorMixin):
         )
 
     @classmethod
-    def imagebind(cls) -> CodeBindProcessor:
+    def imagebind(cls) -> "CodeBindProcessor":
         """The ImageBind-exact processor, built offline from the files shipped in the package."""
         return cls()
 
     @classmethod
     def vitlens(cls, num_points: int = 8192, eeg_length: int = 512, eeg_channels: int = 128,
-                image_size: int = 224) -> CodeBindProcessor:
+                image_size: int = 224) -> "CodeBindProcessor":
         """The CodeBind-VL processor: CLIP text and images (open_clip's eval transform is ImageBind's: bicubic resize
         of the short side, centre crop, CLIP mean/std) and ViT-Lens point clouds and EEG
         ([`CodeBindSensorFeatureExtractor.vitlens`]); defaults are ViT-Lens-L's sizes."""
@@ -96,42 +134,32 @@ class CodeBindProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names]
-        return names + [*self.feature_extractor.model_input_names, *self.sensor_processor.model_input_names]
+        """The keys of transformers' four input kinds, as ``ProcessorMixin`` lists them: text (``input_ids``,
+        ``attention_mask``), images (``pixel_values``), videos (``pixel_values_videos``), audio (``audio_values``).
+        The other modalities' keys: [`~codebind_hf.modalities.INPUT_KEYS`]."""
+        return [*self.tokenizer.model_input_names, "pixel_values", "pixel_values_videos",
+                *self.feature_extractor.model_input_names]
 
     def __call__(
         self,
+        images: ImageInput | _Paths | None = None,
         text: str | list[str] | None = None,
-        images=None,
-        videos=None,
-        audio=None,
-        sampling_rate: int | list[int] | None = None,
-        depth=None,
-        thermal=None,
-        imu=None,
-        tactile=None,
-        eeg=None,
-        point_clouds=None,
-        return_tensors: str | None = "pt",
-        video_fps: float | list[float] | None = None,
-        depth_input_type: str = "depth",
-        return_attention_mask: bool = True,
-        *,
-        padding: bool | str | None = None,
-        max_length: int | None = None,
-        truncation: bool | None = None,
-        do_sample_frames: bool | None = None,
-        text_kwargs: dict | None = None,
-        images_kwargs: dict | None = None,
-        videos_kwargs: dict | None = None,
-        audio_kwargs: dict | None = None,
-        common_kwargs: dict | None = None,
+        videos: VideoInput | _Paths | None = None,
+        audio: AudioInput | _Paths | None = None,
+        depth: ImageInput | _Paths | None = None,
+        thermal: ImageInput | _Paths | None = None,
+        imu: _Arrays | None = None,
+        tactile: ImageInput | _Paths | None = None,
+        eeg: _Arrays | None = None,
+        point_clouds: _Arrays | None = None,
+        **kwargs: Unpack[CodeBindProcessorKwargs],
     ) -> BatchFeature:
-        """Preprocess the given inputs; every argument takes one item or a list (a batch).
+        """Preprocess the given inputs; every input takes one item or a list (a batch).
 
         Args:
             text (`str` or `list[str]`): -> ``input_ids`` `(batch, 77)` (+ ``attention_mask``).
-            images: paths, PIL images or arrays -> ``pixel_values`` `(batch, 3, 224, 224)`.
+            images: paths, PIL images or arrays (or transformers' nested per-sample lists, flattened in order) ->
+                ``pixel_values`` `(batch, 3, 224, 224)`.
             videos: paths or uint8 frame arrays `(T, H, W, 3)` (with ``video_fps``) ->
                 ``pixel_values_videos`` `(batch, 15, 3, 2, 224, 224)` (5 clips x 3 spatial crops).
             audio: paths or waveforms `(samples,)` / `(channels, samples)` (with ``sampling_rate``) ->
@@ -142,80 +170,52 @@ class CodeBindProcessor(ProcessorMixin):
             tactile: tactile images -> ``tactile_values`` `(batch, 3, 224, 224)`.
             eeg: `(128, T)` arrays -> ``eeg_values`` `(batch, 128, 512)`.
             point_clouds: `(N, 3)` / `(N, 6)` arrays -> ``point_values`` `(batch, 8192, 3 or 6)`.
-            sampling_rate (`int` or `list[int]`): rate of the audio arrays (required for arrays; files carry theirs).
-            video_fps (`float` or `list[float]`): frame rate of the video frame arrays (required for arrays).
-            depth_input_type (`str`, *optional*, defaults to `"depth"`): `"depth"` (metres) or `"disparity"`.
-            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` or `"np"`.
-            return_attention_mask (`bool`, *optional*, defaults to `True`): add the text ``attention_mask``.
-            padding, max_length, truncation (*optional*): the tokenizer's (default: pad and truncate to 77 tokens,
-                the text tower's context).
-            do_sample_frames (`bool`, *optional*): videos are always sampled into ImageBind's clips; `False` is refused.
-            text_kwargs, images_kwargs, videos_kwargs, audio_kwargs, common_kwargs (`dict`, *optional*): transformers'
-                per-modality keyword groups: for the tokenizer, the image processor (``depth_input_type``, ...),
-                videos (``video_fps``), the audio feature extractor (``sampling_rate``), and all
-                (``return_tensors``).
+            kwargs ([`CodeBindProcessorKwargs`]): options, flat or in their group: text (``padding``,
+                ``max_length``, ``truncation``, ``return_attention_mask``, ...; default: pad and truncate to the
+                tokenizer's 77 tokens); images, depth, thermal, tactile (``depth_input_type`` ``"depth"`` (metres) or
+                ``"disparity"``, and any image processor setting: ``do_normalize``, ``size`` ...); videos
+                (``video_fps``: the frame rate of frame arrays; ``do_sample_frames=False``: the frames are already
+                sampled, see [`~CodeBindImageProcessor.preprocess_videos`]); audio (``sampling_rate``: the rate of
+                the arrays); all (``return_tensors``: ``"pt"`` (default) or ``"np"``).
         """
-        common = dict(common_kwargs or {})
-        return_tensors = common.pop("return_tensors", return_tensors)
-        if common:
-            raise TypeError(f"common_kwargs takes return_tensors only, got {sorted(common)}")
-        videos_kwargs = dict(videos_kwargs or {})
-        video_fps = videos_kwargs.pop("video_fps", videos_kwargs.pop("fps", video_fps))
-        do_sample_frames = videos_kwargs.pop("do_sample_frames", do_sample_frames)
-        if do_sample_frames is False:
-            raise ValueError("do_sample_frames=False: CodeBind's video pipeline always samples ImageBind's clips")
-        if videos_kwargs:
-            raise TypeError(f"videos_kwargs takes video_fps and do_sample_frames, got {sorted(videos_kwargs)}")
-        images_kwargs = dict(images_kwargs or {})
-        depth_input_type = images_kwargs.pop("depth_input_type", depth_input_type)
-        if images_kwargs:
-            raise TypeError(f"images_kwargs takes depth_input_type, got {sorted(images_kwargs)}")
-        audio_kwargs = dict(audio_kwargs or {})
-        sampling_rate = audio_kwargs.pop("sampling_rate", sampling_rate)
-        if audio_kwargs:
-            raise TypeError(f"audio_kwargs takes sampling_rate, got {sorted(audio_kwargs)}")
-        tokenizer_kwargs = {
-            "padding": "max_length" if padding is None else padding,
-            "truncation": True if truncation is None else truncation,
-            "max_length": self.tokenizer.model_max_length if max_length is None else max_length,
-            "return_attention_mask": return_attention_mask,
-            **(text_kwargs or {}),
-        }
-        if return_tensors not in ("pt", "np"):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
-        if sampling_rate is not None and audio is None:
-            raise ValueError("sampling_rate was given without audio")
+        inputs = {"text": text, "images": images, "videos": videos, "audio": audio, "depth": depth,
+                  "thermal": thermal, "imu": imu, "tactile": tactile, "eeg": eeg, "point_clouds": point_clouds}
+        if all(value is None for value in inputs.values()):
+            raise ValueError(f"no inputs given; pass some of {', '.join(f'{name}=' for name in inputs)}")
+        return_tensors = _check_options(kwargs)
+        merged = self._merge_kwargs(CodeBindProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        for flag in ("return_mm_token_type_ids", "return_text_replacement_offsets"):
+            if merged.pop(flag, False) or merged["text_kwargs"].pop(flag, False):
+                raise ValueError(f"{flag}: CodeBind's text has no multimodal placeholder tokens")
         data = {}
         if text is not None:
-            texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
-            if not texts or not all(isinstance(t, str) for t in texts):
-                raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r:.80}")
-            encoded = self.tokenizer(texts, **{**tokenizer_kwargs, "return_tensors": "pt"})
-            data.update(encoded)
-        vision = self.image_processor(
-            images=images,
-            videos=videos,
-            depth=depth,
-            thermal=thermal,
-            tactile=tactile,
-            video_fps=video_fps,
-            depth_input_type=depth_input_type,
-            return_tensors="pt",
-        )
-        data.update(vision)
+            data.update(self._tokenize(text, merged["text_kwargs"]))
+        if any(value is not None for value in (images, depth, thermal, tactile)):
+            data.update(self.image_processor(images=images, depth=depth, thermal=thermal, tactile=tactile,
+                                             **merged["images_kwargs"]))
+        for given, options, name in ((videos, merged["videos_kwargs"], "video_fps"),
+                                     (audio, merged["audio_kwargs"], "sampling_rate")):
+            if given is None and options.get(name) is not None:
+                raise ValueError(f"{name} was given without {'videos' if name == 'video_fps' else 'audio'}")
+        if videos is not None:
+            data.update(self.image_processor(videos=videos, **merged["videos_kwargs"]))
         if audio is not None:
-            data.update(self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt"))
-        data.update(self.sensor_processor(imu=imu, eeg=eeg, point_clouds=point_clouds, return_tensors="pt"))
-        if not data:
-            raise ValueError(
-                "no inputs given; pass some of text=, images=, videos=, audio=, depth=, thermal=, imu=, tactile=, "
-                "eeg=, point_clouds="
-            )
+            data.update(self.feature_extractor(audio, **merged["audio_kwargs"]))
+        if any(value is not None for value in (imu, eeg, point_clouds)):
+            data.update(self.sensor_processor(imu=imu, eeg=eeg, point_clouds=point_clouds,
+                                              return_tensors=return_tensors or "pt"))
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _tokenize(self, text, text_kwargs: dict) -> BatchFeature:
+        texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r:.80}")
+        return self.tokenizer(texts, **text_kwargs)
 
     # ------------------------------------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs) -> list[str]:
-        """Write ``processor_config.json`` and the tokenizer files into ``save_directory``.
+        """Write ``processor_config.json`` and the tokenizer files into ``save_directory``; returns their paths,
+        ``processor_config.json`` first (as ``ProcessorMixin.save_pretrained``).
 
         Files are first written to a temporary folder beside it, then moved in (`write_files_atomically`).
         With ``push_to_hub=True`` the folder is then uploaded with [`~PushToHubMixin.push_to_hub`] (``repo_id`` and
@@ -226,25 +226,31 @@ class CodeBindProcessor(ProcessorMixin):
             raise NotADirectoryError(f"save_directory must be a directory, got the file {target}")
         save = super().save_pretrained
         written = [str(path) for path in write_files_atomically(target, lambda staging: save(str(staging)))]
+        written.sort(key=lambda path: Path(path).name != "processor_config.json")
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", target.name)
             self.push_to_hub(repo_id, **kwargs)
         return written
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> CodeBindProcessor:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "CodeBindProcessor":
         """Load a processor written by [`save_pretrained`] from a folder or a Hub repository id.
 
         Hub keyword arguments (``cache_dir``, ``revision``, ``token``, ``local_files_only`` ...) are honoured; a
-        keyword a component's constructor takes reaches that component (``size=`` the image processor,
-        ``sampling_rate=`` the audio feature extractor, ``model_max_length=`` the tokenizer); any other keyword
-        overrides a ``processor_config.json`` entry of the same name.
+        keyword that is a component's setting reaches that component (``size=`` or ``do_normalize=`` the image
+        processor, ``clips_per_sample=`` the audio feature extractor, ``model_max_length=`` or ``cls_token=`` the
+        tokenizer); ``tokenizer=``, ``image_processor=``, ``feature_extractor=`` replace a component and
+        ``sensor_processor=`` (a dict or an instance) the saved sensor settings. Any other keyword is refused.
         """
         hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        routed = {name: {k: kwargs.pop(k) for k in list(kwargs) if k in _init_parameters(component)}
-                  for name, component in (("image_processor", CodeBindImageProcessor),
-                                          ("feature_extractor", CodeBindFeatureExtractor),
-                                          ("tokenizer", CodeBindTokenizer))}
+        for name in _LOADER_KWARGS:
+            kwargs.pop(name, None)
+        routed = {name: {k: kwargs.pop(k) for k in list(kwargs) if k in settings}
+                  for name, settings in _component_settings().items()}
+        unknown = sorted(set(kwargs) - {*cls.get_attributes(), "sensor_processor", "chat_template"})
+        if unknown:
+            raise TypeError(f"CodeBindProcessor.from_pretrained got unknown keywords {unknown}: not a setting of any "
+                            "component (see CodeBindImageProcessor, CodeBindFeatureExtractor, CodeBindTokenizer)")
         path = str(pretrained_model_name_or_path)
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "processor_config.json")):
             raise FileNotFoundError(
@@ -261,10 +267,34 @@ class CodeBindProcessor(ProcessorMixin):
         return cls.from_args_and_dict([tokenizer, image_processor, feature_extractor], processor_dict, **kwargs)
 
 
-def _init_parameters(cls) -> set[str]:
-    """Named parameters of a component's constructor (what a `from_pretrained` keyword can set on it)."""
-    return {name for name, p in inspect.signature(cls.__init__).parameters.items()
-            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+def _component_settings() -> dict[str, set[str]]:
+    """Per component, the ``from_pretrained`` keywords that are its settings."""
+    tokenizer = {*init_parameters(CodeBindTokenizer), *PreTrainedTokenizerBase.SPECIAL_TOKENS_ATTRIBUTES,
+                 *_TOKENIZER_SETTINGS}
+    return {"image_processor": set(init_parameters(CodeBindImageProcessor)),
+            "feature_extractor": set(init_parameters(CodeBindFeatureExtractor)), "tokenizer": tokenizer}
 
 
-__all__ = ["CodeBindProcessor"]
+def _check_options(kwargs: dict) -> str | None:
+    """Refuse option names no group takes (transformers would ignore them with a warning) and a ``return_tensors``
+    other than "pt" / "np"; returns the ``return_tensors`` asked for the whole call (flat or in ``common_kwargs``)."""
+    groups = {name: set(group.__annotations__) for name, group in CodeBindProcessorKwargs.__annotations__.items()
+              if is_typeddict(group)}
+    groups["common_kwargs"] = set.intersection(*groups.values())  # applied to every group
+    known = {*CodeBindProcessorKwargs.__annotations__, "common_kwargs", *set().union(*groups.values())}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"CodeBindProcessor got unknown options {unknown}; see CodeBindProcessorKwargs for the options")
+    for name, allowed in groups.items():
+        extra = sorted(set(kwargs.get(name) or {}) - allowed)
+        if extra:
+            raise TypeError(f"{name} takes {sorted(allowed)}; got unknown {extra}")
+    asked = [kwargs.get("return_tensors"), (kwargs.get("common_kwargs") or {}).get("return_tensors")]
+    asked += [(kwargs.get(name) or {}).get("return_tensors") for name in groups]
+    bad = [value for value in asked if value not in (None, "pt", "np")]
+    if bad:
+        raise ValueError(f"return_tensors must be 'pt' or 'np', got {bad[0]!r}")
+    return asked[0] or asked[1]
+
+
+__all__ = ["CodeBindProcessor", "CodeBindProcessorKwargs"]
