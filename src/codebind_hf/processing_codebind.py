@@ -160,7 +160,7 @@ class CodeBindProcessor(ProcessorMixin):
             text (`str` or `list[str]`): -> ``input_ids`` `(batch, 77)` (+ ``attention_mask``).
             images: paths, PIL images or arrays (or transformers' nested per-sample lists, flattened in order) ->
                 ``pixel_values`` `(batch, 3, 224, 224)`.
-            videos: paths or uint8 frame arrays `(T, H, W, 3)` (with ``video_fps``) ->
+            videos: paths or uint8 frame arrays `(T, H, W, 3)` / `(T, 3, H, W)` (with ``video_fps``) ->
                 ``pixel_values_videos`` `(batch, 15, 3, 2, 224, 224)` (5 clips x 3 spatial crops).
             audio: paths or waveforms `(samples,)` / `(channels, samples)` (with ``sampling_rate``) ->
                 ``audio_values`` `(batch, 3, 1, 128, 204)`.
@@ -193,10 +193,10 @@ class CodeBindProcessor(ProcessorMixin):
         if any(value is not None for value in (images, depth, thermal, tactile)):
             data.update(self.image_processor(images=images, depth=depth, thermal=thermal, tactile=tactile,
                                              **merged["images_kwargs"]))
-        for given, options, name in ((videos, merged["videos_kwargs"], "video_fps"),
-                                     (audio, merged["audio_kwargs"], "sampling_rate")):
-            if given is None and options.get(name) is not None:
-                raise ValueError(f"{name} was given without {'videos' if name == 'video_fps' else 'audio'}")
+        if videos is None and merged["videos_kwargs"].get("video_fps") is not None:
+            raise ValueError("video_fps was given without videos")
+        if audio is None and merged["audio_kwargs"].get("sampling_rate") is not None:
+            raise ValueError("sampling_rate was given without audio")
         if videos is not None:
             data.update(self.image_processor(videos=videos, **merged["videos_kwargs"]))
         if audio is not None:
