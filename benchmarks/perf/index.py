@@ -21,13 +21,18 @@ and loaded back memory-mapped before it is searched. Measured in one run:
 - bytes per item (packed codes + list offsets, in memory) and ``index_bytes`` (the saved folder: codes, lists,
   centroids, codebook and the ids in ``index.json``); build time (encode + list assignment + merge, and the
   coarse k-means apart), peak RSS: the process' high-water mark, and its growth over the RSS before the index
-  existed (sampled every 2 ms), for the torch phase (build, save, load, search) and then with faiss' copies.
+  existed (sampled every 2 ms), for the torch phase (build — with the generated float chunks and the exact float
+  search beside it —, save, load, search) and then with faiss' copies; and the serving cost apart: a fresh process
+  (``--serve``) loads the saved index memory-mapped and answers the queries by IVF search at the headline
+  ``nprobe``: its peak RSS growth over its own RSS before loading (``serve_peak_rss_growth_vs_index``); then the
+  same process also runs the exhaustive search (``serve_with_exhaustive_peak_rss_growth_vs_index``).
 
 Run: ``python benchmarks/perf/index.py [--items 20000]`` (``--items 1000000`` for the README's figures); the last
 line is ``RESULT {json}`` with ``compression_vs_float32``, ``recall_at_10`` (exhaustive torch code search against
 exact float search), ``ivf_speedup_vs_exhaustive``, ``ivf_recall_at_10_vs_exhaustive``, ``ivf_nprobe`` (torch
 backend; the faiss figures under ``faiss``), ``bytes_per_item``, ``index_bytes``, ``peak_rss_bytes``,
-``peak_rss_growth_bytes`` and ``peak_rss_growth_vs_index``. ``--threads 1`` gives steadier ratios on a shared
+``peak_rss_growth_bytes``, ``peak_rss_growth_vs_index``, ``serve_peak_rss_growth_bytes``,
+``serve_peak_rss_growth_vs_index`` and ``serve_with_exhaustive_peak_rss_growth_vs_index``. ``--threads 1`` gives steadier ratios on a shared
 machine (many small parallel ops wait on busy cores).
 """
 
@@ -39,6 +44,8 @@ import json
 import math
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -228,8 +235,35 @@ def search_figures(index: CodeBindIVFIndex, queries: torch.Tensor, args, float_t
     return row
 
 
+def serve(folder: Path, queries_file: Path, nprobe: int, k: int) -> dict:
+    """The serving phase in this (fresh) process: load memory-mapped, answer the queries; RSS growth over before."""
+    from safetensors.torch import load_file
+
+    queries = load_file(str(queries_file))["queries"]
+    gc.collect()
+    with PeakRSS() as rss:
+        index = CodeBindIVFIndex.load(folder, backend="torch")
+        index.search(queries, k, nprobe=nprobe)
+    with PeakRSS() as exhaustive:
+        index.search_exhaustive(queries, k)  # adds its lookup tables (constant in the item count) and every code page
+    return {"rss_before_bytes": rss.start, "peak_rss_bytes": rss.peak, "peak_rss_growth_bytes": rss.peak - rss.start,
+            "with_exhaustive_peak_rss_growth_bytes": max(rss.peak, exhaustive.peak) - rss.start}
+
+
+def serve_in_fresh_process(folder: Path, queries: torch.Tensor, nprobe: int, k: int, threads: int | None) -> dict:
+    from safetensors.torch import save_file
+
+    save_file({"queries": queries.contiguous()}, str(folder.parent / "queries.safetensors"))
+    command = [sys.executable, __file__, "--serve", str(folder), "--nprobes", str(nprobe), "--k", str(k)]
+    done = subprocess.run(command + (["--threads", str(threads)] if threads else []), capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the serving process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1].removeprefix("SERVE "))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # the fresh serving process (internal)
     parser.add_argument("--items", type=int, default=20000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--clusters", type=int, default=2000)
@@ -250,6 +284,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)  # this script's process only: a shared machine measures steadier on 1
+    if args.serve:
+        folder = Path(args.serve)
+        print("SERVE " + json.dumps(serve(folder, folder.parent / "queries.safetensors", args.nprobes[0], args.k)))
+        return {}
     torch.manual_seed(0)
     source = EmbeddingSource(args.clusters, args.noise)
     queries = source.queries(args.queries)
@@ -284,6 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
             torch_row = search_figures(index, queries, args, float_truth, decoded)
             phases["searched"] = _rss()
             del index
+        served = serve_in_fresh_process(Path(tmp) / "ivf", queries, torch_row["nprobe"], args.k, args.threads)
         torch_peak = _high_water_bytes()
         faiss_row = None
         if faiss_available():
@@ -308,6 +347,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"{growth / 2**20:.0f} MiB = {growth / index_bytes:.2f}x the index; RSS after "
         + ", ".join(f"{name} {value / 2**20:.0f}" for name, value in phases.items())
         + (f" (with faiss' copies: {faiss_row['peak_rss_growth_bytes'] / 2**20:.0f} MiB)" if faiss_row else "")
+    )
+    print(
+        f"serving (fresh process: memory-mapped load, IVF search at nprobe={torch_row['nprobe']}): peak RSS growth "
+        f"{served['peak_rss_growth_bytes'] / 2**20:.0f} MiB = {served['peak_rss_growth_bytes'] / index_bytes:.2f}x the "
+        f"index; with an exhaustive search too: {served['with_exhaustive_peak_rss_growth_bytes'] / index_bytes:.2f}x"
     )
     result = {
         "items": args.items,
@@ -334,6 +378,9 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_rss_growth_bytes": growth,
         "peak_rss_growth_vs_index": growth / index_bytes,
         "rss_after_bytes": phases,
+        "serve_peak_rss_growth_bytes": served["peak_rss_growth_bytes"],
+        "serve_peak_rss_growth_vs_index": served["peak_rss_growth_bytes"] / index_bytes,
+        "serve_with_exhaustive_peak_rss_growth_vs_index": served["with_exhaustive_peak_rss_growth_bytes"] / index_bytes,
         "threads": torch.get_num_threads(),
         "torch": torch_row,
         "faiss": faiss_row,

@@ -29,26 +29,13 @@ from pathlib import Path
 import torch
 
 from ..adapters.io import write_dir_atomically, write_file_atomically
-from ..index.build import _dataset_identity, _plain, _to_model_inputs
+from ..index.build import _dataset_identity, _plain, _shard_name, _to_model_inputs, process_state
 from ..index.core import CodeBindIndex
 from ..index.ivf import CodeBindIVFIndex
 
 MANIFEST = "embed.json"
 MANIFEST_VERSION = 1
 INDEX_KINDS = ("none", "flat", "ivf")
-
-
-def _state():
-    """Accelerate's process state (one process without a launcher); ``ACCELERATE_USE_CPU=1`` gives CPU (gloo)
-    processes, as it does for an ``Accelerator``."""
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-
-
-def _shard_name(start: int) -> str:
-    return f"shard-{start:012d}"
 
 
 def embed_dataset(
@@ -97,7 +84,7 @@ def embed_dataset(
         raise ValueError(f"batch_size and shard_size must be positive, got {batch_size} and {shard_size}")
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
-    state = _state()
+    state = process_state()
     output_dir = Path(output_dir)
     codec = CodeBindIndex.from_model(model, modality=modality, path=path, backend="torch")
     identity = {
@@ -241,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, shard_size=args.shard_size, quantized=args.quantized, index=args.index,
         ivf_lists=args.ivf_lists, model_name=args.model,
     )  # fmt: skip
-    if _state().is_main_process:
+    if process_state().is_main_process:
         print(f"{len(data)} rows embedded into {Path(args.output_dir) / 'dataset'}")
     return 0
 

@@ -12,6 +12,13 @@ again — so nothing is lost or duplicated. The manifest pins the codebook finge
 columns, and the dataset (its fingerprint and length; a streamed `IterableDataset` has neither, so resuming one
 trusts that the same stream in the same order is given). When the dataset is exhausted the index is saved to
 ``output_dir/index``.
+
+Under ``accelerate launch --num_processes N`` (any `accelerate` state with several processes) the shards are split
+as in ``codebind-embed``: process ``r`` embeds shards ``r, r + N, ...`` and writes each one (codes, then ids: the
+ids file is the shard's commit); the main process then records them all in the manifest in row order, builds and
+saves the index, and every process returns the same index. A shard a killed run left complete is verified
+(checksums) and kept; one without its ids file is written again. Shards and batches do not depend on the number
+of processes, so 1 and N processes build the same index, bit for bit.
 """
 
 from __future__ import annotations
@@ -31,6 +38,21 @@ from ._encode import inference
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+
+
+def process_state():
+    """Accelerate's process state (one process without a launcher); ``ACCELERATE_USE_CPU=1`` gives CPU (gloo)
+    processes, as it does for an ``Accelerator``."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
+def _launched_processes() -> int:
+    """Processes of a running launcher (``accelerate launch`` and ``torchrun`` set ``WORLD_SIZE``); 1 for a plain
+    script, which then needs no `accelerate` state."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:  # a name of its own: tests fail it to simulate a crash
@@ -65,9 +87,13 @@ def _row_batches(dataset, start: int, batch_size: int, shard_size: int) -> Itera
             row += len(chunk)
     else:
         for shard_start in range(start, len(dataset), shard_size):
-            shard_end = min(shard_start + shard_size, len(dataset))
-            for row in range(shard_start, shard_end, batch_size):
-                yield row, dataset[row : min(row + batch_size, shard_end)]
+            yield from _shard_batches(dataset, shard_start, min(shard_start + shard_size, len(dataset)), batch_size)
+
+
+def _shard_batches(dataset, start: int, stop: int, batch_size: int) -> Iterator[tuple[int, dict]]:
+    """``(first_row, columns)`` batches of rows ``start .. stop - 1`` of a map-style dataset."""
+    for row in range(start, stop, batch_size):
+        yield row, dataset[row : min(row + batch_size, stop)]
 
 
 def _plain(values) -> list:
@@ -145,46 +171,33 @@ def build_index(
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be positive, got {batch_size} and {shard_size}")
     index = index_type.from_model(model, modality=modality, path=path, backend=backend)
+    spec = _Rows(model, index, modality, column, processor, id_column, list(metadata_columns or []), wanted)
+    processes = _launched_processes()
+    if processes > 1:
+        if output_dir is None or _is_streamed(dataset):
+            raise ValueError(
+                f"a build over {processes} processes needs a map-style dataset (shards are row ranges) and an "
+                "output_dir (where the processes leave their shards); got "
+                f"{type(dataset).__name__} and output_dir={output_dir!r}"
+            )
+        return _build_sharded(spec, dataset, Path(output_dir), batch_size, shard_size, resume, progress, overwrite)
     start, manifest = 0, None
     if output_dir is not None:
         output_dir = Path(output_dir)
-        shards_dir = output_dir / "shards"
-        identity = {
-            "codebook_sha256": index.fingerprint,
-            "dataset": _dataset_identity(dataset),
-            "modality": modality,
-            "path": index.info["path"],
-            "columns": {"inputs": column, "id": id_column, "metadata": list(metadata_columns or [])},
-        }
-        manifest_path = output_dir / MANIFEST
-        if manifest_path.exists() and overwrite:  # the manifest (the commit point) goes first, then the rest
-            manifest_path.unlink()
-            remove_dir_atomically(output_dir / "index")
-            remove_dir_atomically(shards_dir)
-        if manifest_path.exists():
-            manifest = read_sealed_json(manifest_path, "index build manifest")
-            if not resume:
-                state = "a finished" if manifest.get("complete") else "an unfinished"
-                raise FileExistsError(
-                    f"{output_dir} holds {state} index build ({MANIFEST}); pass resume=True to continue (or load) it, "
-                    "overwrite=True to replace it (--resume_from_checkpoint / --overwrite_output_dir), or use another "
-                    "output_dir"
-                )
-            if manifest.get("identity") != identity:
-                raise ValueError(
-                    f"{output_dir} was built for {manifest.get('identity')}, not {identity}; use another output_dir"
-                )
+        manifest = _check_manifest(output_dir, spec.identity(dataset), resume, overwrite)
+        if manifest is not None and overwrite:
+            _discard_build(output_dir)
+            manifest = None
+        if manifest is not None:
             for shard in manifest["shards"]:
-                _load_shard(index, shards_dir / shard)
+                _load_shard(index, output_dir / "shards" / shard)
             if len(index) != manifest["rows_done"]:
                 raise ValueError(
                     f"{output_dir}: the committed shards hold {len(index)} rows but the manifest says {manifest['rows_done']}"
                 )
             start = manifest["rows_done"]
         else:
-            shards_dir.mkdir(parents=True, exist_ok=True)
-            manifest = {"version": MANIFEST_VERSION, "identity": identity, "rows_done": 0, "shards": [], "complete": False}
-            _write_json_atomic(manifest_path, manifest)
+            manifest = _new_manifest(output_dir, spec.identity(dataset))
 
     total = None if _is_streamed(dataset) else len(dataset)
     check_dataset_not_empty(total, f"the {modality} column {column!r} to index")
@@ -194,21 +207,11 @@ def build_index(
     try:
         with inference(model):
             for row, columns in _row_batches(dataset, start, batch_size, shard_size):
-                missing = [name for name in wanted if name not in columns]
-                if missing:
-                    raise KeyError(f"column(s) {missing} not in the dataset; its rows have {sorted(columns)}")
-                values = columns[column]
-                inputs = _to_model_inputs(values, processor, model)
-                embeddings = model.get_features(modality, inputs, quantize=True, path=index.info["path"])
-                rows_ids = _plain(columns[id_column]) if id_column else range(row, row + len(values))
-                ids = [str(i) for i in rows_ids]
-                extra = {name: _plain(columns[name]) for name in metadata_columns or []}
-                metadata = [{name: column_values[i] for name, column_values in extra.items()} for i in range(len(values))]
-                pending.append((index.encode(embeddings), ids, metadata))
-                bar.update(len(values))
-                if row + len(values) - shard_start == shard_size:
+                pending.append(spec.encode(row, columns))
+                bar.update(len(pending[-1][1]))
+                if row + len(pending[-1][1]) - shard_start == shard_size:
                     manifest = _commit(index, pending, shard_start, output_dir, manifest)
-                    shard_start, pending = row + len(values), []
+                    shard_start, pending = row + len(pending[-1][1]), []
             if pending:
                 manifest = _commit(index, pending, shard_start, output_dir, manifest)
     finally:
@@ -220,25 +223,154 @@ def build_index(
     return index
 
 
+class _Rows:
+    """What one build embeds: the model, the index's codebook, the columns; turns a batch of rows into codes."""
+
+    def __init__(self, model, index, modality, column, processor, id_column, metadata_columns, wanted):
+        self.model, self.index, self.modality, self.column, self.processor = model, index, modality, column, processor
+        self.id_column, self.metadata_columns, self.wanted = id_column, metadata_columns, wanted
+
+    def identity(self, dataset) -> dict:
+        return {
+            "codebook_sha256": self.index.fingerprint,
+            "dataset": _dataset_identity(dataset),
+            "modality": self.modality,
+            "path": self.index.info["path"],
+            "columns": {"inputs": self.column, "id": self.id_column, "metadata": self.metadata_columns},
+        }
+
+    def encode(self, row: int, columns: dict) -> tuple[torch.Tensor, list[str], list[dict]]:
+        """Codes, ids and metadata of the batch starting at ``row``."""
+        missing = [name for name in self.wanted if name not in columns]
+        if missing:
+            raise KeyError(f"column(s) {missing} not in the dataset; its rows have {sorted(columns)}")
+        values = columns[self.column]
+        inputs = _to_model_inputs(values, self.processor, self.model)
+        embeddings = self.model.get_features(self.modality, inputs, quantize=True, path=self.index.info["path"])
+        rows_ids = _plain(columns[self.id_column]) if self.id_column else range(row, row + len(values))
+        extra = {name: _plain(columns[name]) for name in self.metadata_columns}
+        metadata = [{name: column_values[i] for name, column_values in extra.items()} for i in range(len(values))]
+        return self.index.encode(embeddings), [str(i) for i in rows_ids], metadata
+
+
+def _check_manifest(output_dir: Path, identity: dict, resume: bool, overwrite: bool) -> dict | None:
+    """The build already in ``output_dir`` (``None``: none), refused unless it is this build and resuming is allowed;
+    with ``overwrite`` it is not read (it will be discarded, even if corrupted)."""
+    manifest_path = output_dir / MANIFEST
+    if not manifest_path.exists():
+        return None
+    if overwrite:
+        return {}
+    manifest = read_sealed_json(manifest_path, "index build manifest")
+    if not resume:
+        state = "a finished" if manifest.get("complete") else "an unfinished"
+        raise FileExistsError(
+            f"{output_dir} holds {state} index build ({MANIFEST}); pass resume=True to continue (or load) it, "
+            "overwrite=True to replace it (--resume_from_checkpoint / --overwrite_output_dir), or use another output_dir"
+        )
+    if manifest.get("identity") != identity:
+        raise ValueError(f"{output_dir} was built for {manifest.get('identity')}, not {identity}; use another output_dir")
+    return manifest
+
+
+def _discard_build(output_dir: Path) -> None:
+    """``overwrite``: the manifest (the commit point) goes first, then the rest."""
+    (output_dir / MANIFEST).unlink()
+    remove_dir_atomically(output_dir / "index")
+    remove_dir_atomically(output_dir / "shards")
+
+
+def _new_manifest(output_dir: Path, identity: dict) -> dict:
+    (output_dir / "shards").mkdir(parents=True, exist_ok=True)
+    manifest = {"version": MANIFEST_VERSION, "identity": identity, "rows_done": 0, "shards": [], "complete": False}
+    _write_json_atomic(output_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _build_sharded(spec: _Rows, dataset, output_dir: Path, batch_size: int, shard_size: int, resume: bool,
+                   progress: bool, overwrite: bool):
+    """The multi-process build (see the module doc): each process writes its shards, the main one assembles."""
+    state = process_state()
+    check_dataset_not_empty(len(dataset), f"the {spec.modality} column {spec.column!r} to index")
+    identity = spec.identity(dataset)
+    # Every process reads and refuses alike before anything is written, so a refusal never leaves one waiting.
+    manifest = _check_manifest(output_dir, identity, resume, overwrite)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        if manifest is not None and overwrite:
+            _discard_build(output_dir)
+            manifest = None
+        if manifest is None:
+            _new_manifest(output_dir, identity)
+    state.wait_for_everyone()
+    starts = list(range(0, len(dataset), shard_size))
+    mine = starts[state.process_index :: state.num_processes]
+    bar = tqdm(total=len(dataset), desc=f"indexing {spec.modality}", unit="rows",
+               disable=not (progress and state.is_main_process))  # fmt: skip
+    with inference(spec.model):
+        for start in mine:
+            stem = output_dir / "shards" / _shard_name(start)
+            stop = min(start + shard_size, len(dataset))
+            if not _shard_done(spec.index, stem):
+                pending = [spec.encode(row, columns) for row, columns in _shard_batches(dataset, start, stop, batch_size)]
+                _write_shard(spec.index, pending, stem)
+            bar.update((stop - start) * state.num_processes)
+    bar.close()
+    state.wait_for_everyone()
+    index = spec.index
+    names = [_shard_name(start) for start in starts]
+    for name in names:
+        _load_shard(index, output_dir / "shards" / name)
+    if state.is_main_process:
+        manifest = read_sealed_json(output_dir / MANIFEST, "index build manifest")
+        index.save(output_dir / "index")
+        _write_json_atomic(output_dir / MANIFEST, {**manifest, "rows_done": len(index), "shards": names, "complete": True})
+    state.wait_for_everyone()
+    return index
+
+
+def _shard_name(start: int) -> str:
+    return f"shard-{start:012d}"
+
+
+def _shard_done(index, stem: Path) -> bool:
+    """A shard an earlier run left complete (its ids file, written last, exists); its checksums are verified."""
+    if not stem.with_name(stem.name + ".json").exists():
+        return False
+    _load_shard(type(index)(index.codebook, index.embed_dim, backend="torch"), stem)  # raises naming a corrupt file
+    return True
+
+
 def _commit(index, pending: list, shard_start: int, output_dir: Path | None, manifest: dict | None) -> dict | None:
     """Write one shard (codes, then ids/metadata), record it in the manifest (the commit point), add it to the index."""
-    codes = torch.cat([codes for codes, _, _ in pending])
-    ids = [item for _, batch_ids, _ in pending for item in batch_ids]
-    metadata = [entry for _, _, batch_meta in pending for entry in batch_meta]
     if output_dir is None:
+        codes, ids, metadata = _joined(pending)
         index.add_codes(codes, ids, metadata)
         return manifest
-    name = f"shard-{shard_start:012d}"
-    shards_dir = output_dir / "shards"
-    # Validate (unique ids, JSON metadata) on a scratch index before anything is written.
-    scratch = type(index)(index.codebook, index.embed_dim, backend="torch")
-    scratch.add_codes(codes, ids, metadata)
-    save_checked_safetensors({"codes": scratch.packed_codes}, shards_dir / f"{name}.safetensors")
-    _write_json_atomic(shards_dir / f"{name}.json", {"ids": ids, "metadata": metadata})
-    index.add_packed_codes(scratch.packed_codes, ids, metadata)
+    name = _shard_name(shard_start)
+    packed, ids, metadata = _write_shard(index, pending, output_dir / "shards" / name)
+    index.add_packed_codes(packed, ids, metadata)
     manifest = {**manifest, "rows_done": manifest["rows_done"] + len(ids), "shards": [*manifest["shards"], name]}
     _write_json_atomic(output_dir / MANIFEST, manifest)
     return manifest
+
+
+def _joined(pending: list) -> tuple[torch.Tensor, list[str], list[dict]]:
+    codes = torch.cat([codes for codes, _, _ in pending])
+    ids = [item for _, batch_ids, _ in pending for item in batch_ids]
+    metadata = [entry for _, _, batch_meta in pending for entry in batch_meta]
+    return codes, ids, metadata
+
+
+def _write_shard(index, pending: list, stem: Path) -> tuple[torch.Tensor, list[str], list[dict]]:
+    """Write a shard's packed codes, then its ids and metadata (the file that makes it complete)."""
+    codes, ids, metadata = _joined(pending)
+    # Validate (unique ids, JSON metadata) on a scratch index before anything is written.
+    scratch = type(index)(index.codebook, index.embed_dim, backend="torch")
+    scratch.add_codes(codes, ids, metadata)
+    save_checked_safetensors({"codes": scratch.packed_codes}, stem.with_name(stem.name + ".safetensors"))
+    _write_json_atomic(stem.with_name(stem.name + ".json"), {"ids": ids, "metadata": metadata})
+    return scratch.packed_codes, ids, metadata
 
 
 def _load_shard(index, stem: Path) -> None:
@@ -251,4 +383,4 @@ def _load_shard(index, stem: Path) -> None:
     index.add_packed_codes(packed, entries["ids"], entries["metadata"])
 
 
-__all__ = ["build_index"]
+__all__ = ["build_index", "process_state"]

@@ -101,7 +101,7 @@ class CodeBindIVFIndex:
         self._offsets = torch.zeros(num_lists + 1, dtype=torch.long)
         self._ids: list[str] = []
         self._metadata: list[dict | None] = []  # None for items added without metadata (read back as {})
-        self._known: set[str] = set()
+        self._known_set: set[str] | None = set()  # None until an add or remove needs it (a loaded index to search doesn't)
         self._pending = _AddBuffer(self.bytes_per_item)
         self._faiss_ivf: FaissIVFBackend | None = None
         self._faiss_flat: FaissPQBackend | None = None
@@ -262,6 +262,14 @@ class CodeBindIVFIndex:
         self._known.update(scratch.ids)
         self._faiss_ivf = self._faiss_flat = None  # rows move when the buffer is merged; rebuilt on demand
 
+    @property
+    def _known(self) -> set[str]:
+        """The ids held (stored and pending), built on first use: at a million items the set costs about as much
+        memory as the codes, which searching a loaded index never needs."""
+        if self._known_set is None:
+            self._known_set = set(self._ids).union(*(batch[2] for batch in self._pending.batches()))
+        return self._known_set
+
     def remove(self, ids: Iterable) -> int:
         """Remove items by id; returns how many were removed. Unknown ids raise a `KeyError` naming them."""
         gone = {str(i) for i in ids}
@@ -276,7 +284,7 @@ class CodeBindIVFIndex:
         rows = keep.nonzero().squeeze(1).tolist()
         self._ids = [self._ids[r] for r in rows]
         self._metadata = [self._metadata[r] for r in rows]
-        self._known -= gone
+        self._known_set = self._known - gone
         self._faiss_ivf = self._faiss_flat = None
         return len(gone)
 
@@ -454,7 +462,7 @@ class CodeBindIVFIndex:
         _check_stored(index, config, directory, packed, offsets, centroids)
         index.centroids = centroids
         index._packed, index._offsets = (packed, offsets) if mmap else (packed.clone(), offsets.clone())
-        index._ids, index._metadata, index._known = config["ids"], config["metadata"], set(config["ids"])
+        index._ids, index._metadata, index._known_set = config["ids"], config["metadata"], None
         if codebook is not None:
             index.check_codebook(codebook)
         return index
