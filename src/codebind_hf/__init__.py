@@ -23,6 +23,7 @@ from .configuration_codebind import (
     QuantizerConfig,
     paper_loss_weights,
 )
+from .feature_extraction_array_sensor import CodeBindArraySensorFeatureExtractor
 from .feature_extraction_codebind import CodeBindFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor
 from .losses import (
@@ -50,6 +51,8 @@ AutoConfig.register(CodeBindDecoderConfig.model_type, CodeBindDecoderConfig, exi
 AutoConfig.register(CodeBindTowerConfig.model_type, CodeBindTowerConfig, exist_ok=True)
 AutoTokenizer.register(CodeBindConfig, slow_tokenizer_class=CodeBindTokenizer, exist_ok=True)
 AutoFeatureExtractor.register(CodeBindConfig, CodeBindFeatureExtractor, exist_ok=True)
+# A new sensor's processor component (it has no model config of its own; the tower view is the nearest).
+AutoFeatureExtractor.register(CodeBindTowerConfig, CodeBindArraySensorFeatureExtractor, exist_ok=True)
 
 __all__ = [
     "__version__",
@@ -60,6 +63,7 @@ __all__ = [
     "CodeBindTowerConfig",
     "CodeBindImageProcessor",
     "CodeBindFeatureExtractor",
+    "CodeBindArraySensorFeatureExtractor",
     "PathConfig",
     "paper_loss_weights",
     "CodeBindModel",

@@ -30,6 +30,7 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from .adapters.io import write_files_atomically
+from .feature_extraction_array_sensor import modality_processor_dicts, run_modality_processors
 from .feature_extraction_codebind import CodeBindFeatureExtractor
 from .feature_extraction_sensors import CodeBindSensorFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor
@@ -62,7 +63,10 @@ class CodeBindProcessor(ProcessorMixin):
     ```
     """
 
-    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None, **kwargs):
+    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None,
+                 modality_processors=None, **kwargs):
+        # New sensors (codebind_hf.modalities): name -> its component's dict, saved in processor_config.json.
+        self.modality_processors = modality_processor_dicts(modality_processors)
         if isinstance(sensor_processor, dict):
             sensor_processor = CodeBindSensorFeatureExtractor(**sensor_processor)
         sensor_processor = sensor_processor if sensor_processor is not None else CodeBindSensorFeatureExtractor()
@@ -97,7 +101,14 @@ class CodeBindProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names]
-        return names + [*self.feature_extractor.model_input_names, *self.sensor_processor.model_input_names]
+        extra = [c.get("input_key", f"{m}_values") for m, c in self.modality_processors.items()]
+        return names + [*self.feature_extractor.model_input_names, *self.sensor_processor.model_input_names, *extra]
+
+    def add_modality(self, modality: str, component) -> CodeBindProcessor:
+        """Process a new modality with ``component`` (e.g. a `CodeBindArraySensorFeatureExtractor`), so that
+        ``processor(<modality>=arrays)`` gives its input key; saved with the processor. Returns the processor."""
+        self.modality_processors = {**self.modality_processors, **modality_processor_dicts({modality: component})}
+        return self
 
     def __call__(
         self,
@@ -126,6 +137,7 @@ class CodeBindProcessor(ProcessorMixin):
         videos_kwargs: dict | None = None,
         audio_kwargs: dict | None = None,
         common_kwargs: dict | None = None,
+        **modalities,
     ) -> BatchFeature:
         """Preprocess the given inputs; every argument takes one item or a list (a batch).
 
@@ -150,6 +162,8 @@ class CodeBindProcessor(ProcessorMixin):
             padding, max_length, truncation (*optional*): the tokenizer's (default: pad and truncate to 77 tokens,
                 the text tower's context).
             do_sample_frames (`bool`, *optional*): videos are always sampled into ImageBind's clips; `False` is refused.
+            **modalities: arrays of the new modalities, by name (``radar=[...]`` -> ``radar_values``), each through its
+                component in ``modality_processors``.
             text_kwargs, images_kwargs, videos_kwargs, audio_kwargs, common_kwargs (`dict`, *optional*): transformers'
                 per-modality keyword groups: for the tokenizer, the image processor (``depth_input_type``, ...),
                 videos (``video_fps``), the audio feature extractor (``sampling_rate``), and all
@@ -206,6 +220,7 @@ class CodeBindProcessor(ProcessorMixin):
         if audio is not None:
             data.update(self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt"))
         data.update(self.sensor_processor(imu=imu, eeg=eeg, point_clouds=point_clouds, return_tensors="pt"))
+        data.update(run_modality_processors(self.modality_processors, modalities))
         if not data:
             raise ValueError(
                 "no inputs given; pass some of text=, images=, videos=, audio=, depth=, thermal=, imu=, tactile=, "
