@@ -127,6 +127,12 @@ class ModalitySetMixin:
         self.config.modalities = {m: cfg for m, cfg in self.config.modalities.items() if m != name}
         self.config.bridges = [m for m in self.config.bridges if m != name]
 
+    def modality_processor(self, modality: str):
+        """The processor component of ``modality``'s spec (e.g. of a sensor a loaded path brought), for
+        ``CodeBindProcessor.add_modality``; None when its spec names none."""
+        processor = self.config.modalities[self._check_modality(modality)].get("processor")
+        return None if processor is None else processor_component(processor)
+
     # ------------------------------------------------------------------ input keys
     def input_keys(self) -> dict[str, str]:
         """Input key -> modality, for every modality of this model (videos: ``pixel_values_videos`` -> vision)."""
