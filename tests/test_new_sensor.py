@@ -178,6 +178,28 @@ def test_lora_with_a_feature_cache_resumes_and_its_path_reproduces_the_run(world
                                    result.model.eval().get_features("radar", x, part="concat"), rtol=0, atol=1e-6)
 
 
+def test_headtune_with_the_radar_tower_cached(world):
+    """headtune with cache.target: the frozen radar tower's outputs come from the feature cache too, and the path still
+    carries that tower (the base has none)."""
+    import datasets as hf_datasets
+
+    from codebind_hf.training.config import TrainConfig
+    from codebind_hf.training.train_path import train
+
+    config = _run_config(world, "headtune", path__mode="headtune", cache__enabled=True, cache__target=True,
+                         training__save_full_model=False, training__max_train_steps=2)
+    result = train(TrainConfig.from_dict(yaml.safe_load(config.read_text())))
+    shards = list((world / "headtune" / "feature_cache").rglob("shard-*.arrow"))
+    cached_columns = {c for shard in shards for c in hf_datasets.Dataset.from_file(str(shard)).column_names}
+    assert result.global_step == 2 and {"__cb_radar", "__cb_vision", "__cb_text"} <= cached_columns
+    fresh = CodeBindModel.from_pretrained(world / "base").eval()
+    fresh.load_path(world / "headtune" / "path")
+    x = _processed(CodeBindProcessor().add_modality("radar", fresh.modality_processor("radar")), radar_maps(2, seed=6))
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.get_features("radar", x), result.model.eval().get_features("radar", x),
+                                   rtol=0, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def test_a_path_of_an_unknown_modality_without_its_tower_is_refused(world, trained, tmp_path):
     edited = tmp_path / "sonar-path"
@@ -250,6 +272,8 @@ def test_a_defined_modality_works_in_forward_features_config_and_processor(tmp_p
                                          bridges=[], embed_dim=32, specific_dim=32)).eval()
     processor = CodeBindProcessor().add_modality("radar", model.modality_processor("radar"))
     x = processor(radar=radar_maps(2, seed=3))["radar_values"]
+    as_numpy = processor(radar=radar_maps(2, seed=3), common_kwargs={"return_tensors": "np"})["radar_values"]
+    assert isinstance(as_numpy, np.ndarray) and np.array_equal(as_numpy, x.numpy())  # transformers' kwargs groups
     with torch.no_grad():
         out = model(radar_values=x, output_hidden_states=True)
         torch.testing.assert_close(out.shared_embeds["radar"], model.get_features("radar", x, quantize=False))
