@@ -101,10 +101,9 @@ class CodeBindProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names]
-        extra = [c.get("input_key", f"{m}_values") for m, c in self.modality_processors.items()]
-        return names + [*self.feature_extractor.model_input_names, *self.sensor_processor.model_input_names, *extra]
+        return names + [*self.feature_extractor.model_input_names, *self.sensor_processor.model_input_names]
 
-    def add_modality(self, modality: str, component) -> CodeBindProcessor:
+    def add_modality(self, modality: str, component) -> "CodeBindProcessor":
         """Process a new modality with ``component`` (e.g. a `CodeBindArraySensorFeatureExtractor`), so that
         ``processor(<modality>=arrays)`` gives its input key; saved with the processor. Returns the processor."""
         self.modality_processors = {**self.modality_processors, **modality_processor_dicts({modality: component})}
