@@ -284,8 +284,8 @@ def test_a_defined_modality_works_in_forward_features_config_and_processor(tmp_p
         model.get_features("radar", torch.randn(2, 2, 64, 32))
     with pytest.raises(ValueError, match="Unknown modality 'sonar'"):
         model.get_features("sonar", x)
-    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['sonar'\]"):
-        processor(sonar=radar_maps(1, seed=3))
+    with pytest.raises(TypeError, match=r"CodeBindProcessor got un.*\['sonar'\]"):  # a name without its component
+        processor(sonar=radar_maps(1, seed=3), text="a car ahead")
     with pytest.raises(ValueError, match="1 NaN values"):
         processor(radar=[np.where(np.arange(2 * 64 * 64).reshape(2, 64, 64) == 5, np.nan, 1.0)])
     # saved and loaded back: the spec (processor included) is in config.json, the component in processor_config.json
