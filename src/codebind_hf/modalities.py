@@ -48,7 +48,7 @@ SPEC_KEYS = ("tower", "input_key", "sample_shape", "sample_ndim", "has_specific"
 # Names a new modality cannot take: keywords of `CodeBindProcessor.__call__` and of the trainer's ``data.columns``,
 # which a modality name doubles as.
 RESERVED_NAMES = ("sampling_rate", "return_tensors", "video_fps", "depth_input_type", "return_attention_mask", "padding",
-                  "max_length", "truncation", "do_sample_frames", "common", "label", "labels", "grade", "kwargs")
+                  "max_length", "truncation", "do_sample_frames", "label", "labels", "grade", "kwargs")
 # `CodeBindModel.forward` arguments that are not a modality's tensor: no input key may take them.
 RESERVED_INPUT_KEYS = ("attention_mask", VIDEO_INPUT_KEY, "return_loss", "path", "output_hidden_states",
                        "output_attentions", "return_dict", "kwargs")

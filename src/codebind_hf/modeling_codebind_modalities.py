@@ -89,12 +89,12 @@ class ModalitySetMixin:
             self.config.modalities = previous
             raise
         head, scale = self._modality_heads(name, tower)
-        reference = next(self.shared_heads.parameters(), None) if len(self.shared_heads) else None
+        reference = next(self.parameters(), None)
         built = [head, scale] + ([tower] if entry.get("family") != "hf" else [])  # HF backbones initialise themselves
         for module in built:
             module.apply(self._init_weights)
-        for module in (tower, head, scale):
-            if reference is not None:
+        if reference is not None:  # where and in what precision the model already is
+            for module in (tower, head, scale):
                 module.to(device=reference.device, dtype=reference.dtype)
         self.towers[name], self.shared_heads[name], self.logit_scales[name] = tower, head, scale
         self._add_decoder_target(name)
