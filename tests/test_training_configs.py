@@ -50,10 +50,10 @@ def _tiny_model(modalities: list[str]) -> dict:
                        "embed_dim": 32, "specific_dim": 32, "quantizer": {"shared_codebook_size": 32, "specific_codebook_size": 16}}}
 
 
-def _column(modality: str, rows: int, rng):
+def _column(modality: str, rows: int, rng, shape=None):
     if modality == "audio":
         return [rng.normal(size=256).astype(np.float32).tolist() for _ in range(rows)]
-    shape = (CHANNELS[modality], 16, 16)
+    shape = shape or (CHANNELS[modality], 16, 16)  # a new sensor's (its `modality` block): its sample_shape
     return [rng.normal(size=shape).astype(np.float32).tolist() for _ in range(rows)]
 
 
@@ -74,7 +74,8 @@ def _generated_data(config: TrainConfig, rows: int = 8) -> datasets.DatasetDict:
         elif key == "vision" and config.data.vision_input == "videos":
             table[name] = [rng.normal(size=(2, 3, 16, 16)).astype(np.float32).tolist() for _ in range(rows)]
         else:
-            table[name] = _column(key, rows, rng)
+            new = config.modality.name == key
+            table[name] = _column(key, rows, rng, config.modality.sample_shape if new else None)
     inferred = datasets.Dataset.from_dict(table).features.copy()
     inferred.update(features)
     return datasets.DatasetDict({"train": datasets.Dataset.from_dict(table, features=inferred)})
@@ -85,7 +86,8 @@ def test_every_shipped_config_runs_two_steps_on_data_of_its_schema(name, tmp_pat
     values = load_config_file(name)
     shipped = TrainConfig.from_dict(values)
     path = shipped.path
-    values["model"] = _tiny_model(list(dict.fromkeys([*path.bridges, path.target])))
+    # A new sensor's tower comes from the config's own `modality` block, added to the tiny model by the run.
+    values["model"] = _tiny_model([m for m in dict.fromkeys([*path.bridges, path.target]) if m != shipped.modality.name])
     values["path"]["decoder"] = {"hidden_size": 32, "num_layers": 1, "num_heads": 4}
     values["data"]["num_workers"] = 0
     values.setdefault("codebooks", {})["kmeans_init_batches"] = 1

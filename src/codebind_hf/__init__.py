@@ -30,6 +30,7 @@ from .configuration_codebind import (
     QuantizerConfig,
     paper_loss_weights,
 )
+from .feature_extraction_array_sensor import CodeBindArraySensorFeatureExtractor
 from .feature_extraction_codebind import CodeBindFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor
 from .losses import (
@@ -57,6 +58,8 @@ AutoConfig.register(CodeBindDecoderConfig.model_type, CodeBindDecoderConfig, exi
 AutoConfig.register(CodeBindTowerConfig.model_type, CodeBindTowerConfig, exist_ok=True)
 AutoTokenizer.register(CodeBindConfig, slow_tokenizer_class=CodeBindTokenizer, exist_ok=True)
 AutoFeatureExtractor.register(CodeBindConfig, CodeBindFeatureExtractor, exist_ok=True)
+# A new sensor's processor component (it has no model config of its own; the tower view is the nearest).
+AutoFeatureExtractor.register(CodeBindTowerConfig, CodeBindArraySensorFeatureExtractor, exist_ok=True)
 # One class for both backend names: it is neither transformers' PIL nor its torchvision pipeline (PIL resizing for
 # images, torch for videos and maps), and registering one name only makes AutoImageProcessor warn about the other.
 AutoImageProcessor.register(
@@ -74,6 +77,7 @@ __all__ = [
     "CodeBindTowerConfig",
     "CodeBindImageProcessor",
     "CodeBindFeatureExtractor",
+    "CodeBindArraySensorFeatureExtractor",
     "PathConfig",
     "paper_loss_weights",
     "CodeBindModel",

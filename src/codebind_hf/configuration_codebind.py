@@ -8,7 +8,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from .configuration_subconfigs import CodeBindDecoderConfig, DecoderConfig, CodeBindTowerConfig, TowerConfigViews
-from .modalities import MODALITIES, canonical_modality
+from .modalities import INPUT_KEYS, MODALITIES, canonical_modality, check_input_keys, modality_entry, modality_spec
 from .validation import check_fields, check_keys
 
 TOWER_FAMILIES = ("hf", "imagebind", "vitlens")
@@ -196,8 +196,9 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
 
     Args:
         modalities (`dict[str, dict]`, *optional*):
-            Tower configuration per modality (canonical names: text, vision, audio, depth, thermal, imu,
-            tactile, eeg, point). Each dict has ``"family"`` (``"hf"``: any transformers backbone given as
+            Tower configuration per modality (the known names: text, vision, audio, depth, thermal, imu,
+            tactile, eeg, point; any other identifier with its spec, ``{"tower": {...}, "sample_shape": [...],
+            "input_key": ..., "processor": {...}}``, see `codebind_hf.modalities.modality_entry`). Each dict has ``"family"`` (``"hf"``: any transformers backbone given as
             ``"backbone"``, a config dict with ``model_type``; ``"imagebind"``: ImageBind towers; ``"vitlens"``: ViT-Lens
             lenses and CLIP towers, see `codebind_hf.encoders.vitlens`) and optional
             head settings ``head_dropout``, ``head_layer_norm_eps``, ``head_bias``, ``logit_scale``,
@@ -246,7 +247,9 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         _check_config_document(self, kwargs)
-        self.modalities = {canonical_modality(m): dict(cfg) for m, cfg in (self.modalities or {}).items()}
+        # The nine known modalities by name, any other with its spec (codebind_hf.modalities.modality_entry).
+        self.modalities = {(name := canonical_modality(m)): modality_entry(name, cfg) for m, cfg in (self.modalities or {}).items()}
+        check_input_keys(self.modalities)
         self.bridges = [canonical_modality(m) for m in (self.bridges if self.bridges is not None else ["text", "vision"])]
         self.bridges = [m for m in self.bridges if m in self.modalities] if self.bridges else []
         self.quantizer = asdict(_dataclass_from(QuantizerConfig, self.quantizer, "quantizer"))
@@ -328,6 +331,16 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         if target not in self.paths:
             raise KeyError(f"No path for target modality {target!r}; configured paths: {sorted(self.paths)}")
         return PathConfig(**self.paths[target])
+
+    # ------------------------------------------------------------------ modality specs (new sensors)
+    def input_key(self, modality: str) -> str:
+        """The key of ``modality``'s tensor in a processor's output and in ``CodeBindModel.forward``."""
+        modality = canonical_modality(modality)
+        return INPUT_KEYS.get(modality) or self.modalities[modality]["input_key"]
+
+    def modality_spec(self, modality: str) -> dict:
+        """The spec of ``modality`` as ``CodeBindModel.add_modality`` takes it: ``{"tower": {...}, ...}``."""
+        return modality_spec(self.modalities[canonical_modality(modality)])
 
     def has_specific(self, modality: str) -> bool:
         """Whether a modality has a specific part (all but text, unless its tower config says otherwise)."""

@@ -13,11 +13,11 @@ from transformers.utils import ModelOutput
 from .adapters.bond_io import apply_bonds
 from .configuration_codebind import CodeBindConfig
 from .modules.decoder import ReconstructionDecoder
-from .encoders import build_tower
 from .losses.objective import CodebookRecord, compute_path_loss
 from .modeling_codebind_base import CodeBindPreTrainedModel
-from .modules.heads import LogitScale, ProjectionHead
-from .modalities import INPUT_KEYS, VIDEO_INPUT_KEY, canonical_modality
+from .modules.heads import ProjectionHead
+from .modalities import canonical_modality, is_known
+from .modeling_codebind_modalities import ModalitySetMixin
 from .adapters.paths import ModalityPathMixin
 from .adapters.state import AdapterState
 from .quantization.quantizer import QuantizerOutput, build_path_quantizers
@@ -58,6 +58,7 @@ class CodeBindOutput(ModelOutput):
     tactile_model_output: BaseModelOutputWithPooling | None = None
     eeg_model_output: BaseModelOutputWithPooling | None = None
     point_model_output: BaseModelOutputWithPooling | None = None
+    modality_model_outputs: dict | None = None  # the same, by name, for modalities beyond the nine (new sensors)
 
 
 def average_clips(shared: torch.Tensor, specific: torch.Tensor | None, clips: int, joint: bool = False):
@@ -104,7 +105,7 @@ class ModalityEncoding:
     commitment: torch.Tensor | None = None
 
 
-class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
+class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel):
     """CodeBind: towers per modality, a shared head per modality, and per path a shared codebook plus a
     specific head and codebook for each non-text modality.
 
@@ -133,26 +134,12 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         self.adapter_state = AdapterState()  # LoRA, paths, bonds, projectors: outside the module tree
         config = self.config  # attn_implementation resolved
         self.towers = nn.ModuleDict()
-        for modality, cfg in config.modalities.items():
-            typed = config.tower_config(modality)
-            # A tower's config that asks for nothing follows the model's attention implementation; an HF backbone
-            # left to itself on the default picks SDPA where it has it (not every backbone does).
-            follow = cfg.get("family") != "hf" or config._attn_implementation != "sdpa"
-            if typed._attn_implementation is None and follow:
-                typed._attn_implementation_internal = config._attn_implementation
-            self.towers[modality] = build_tower(modality, cfg, typed)
-            self.towers[modality].set_attention_config(typed)
+        for modality in config.modalities:  # every tower first, then the heads (the order the weights are drawn in)
+            self.towers[modality] = self._build_modality_tower(modality)
         self.shared_heads = nn.ModuleDict()
         self.logit_scales = nn.ModuleDict()
-        for modality, cfg in config.modalities.items():
-            self.shared_heads[modality] = ProjectionHead(
-                self.towers[modality].hidden_size,
-                config.embed_dim,
-                layer_norm_eps=cfg.get("head_layer_norm_eps", 1e-6),
-                bias=cfg.get("head_bias", False),
-                dropout=cfg.get("head_dropout", 0.0),
-            )
-            self.logit_scales[modality] = LogitScale(cfg.get("logit_scale", 1.0), cfg.get("logit_scale_learnable", False))
+        for modality in config.modalities:
+            self.shared_heads[modality], self.logit_scales[modality] = self._modality_heads(modality, self.towers[modality])
         self.quantizers = nn.ModuleDict()
         self.specific_heads = nn.ModuleDict()
         for target in config.paths:
@@ -178,7 +165,8 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
     def _check_modality(self, modality: str) -> str:
         modality = canonical_modality(modality)
         if modality not in self.towers:
-            raise ValueError(f"This model has no tower for modality {modality!r}; it has {sorted(self.towers)}")
+            unknown = "" if is_known(modality) else f"Unknown modality {modality!r} (add a new one with add_modality): "
+            raise ValueError(f"{unknown}This model has no tower for modality {modality!r}; it has {sorted(self.towers)}")
         return modality
 
     def _check_input(self, modality: str, inputs: torch.Tensor) -> None:
@@ -197,6 +185,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             # A value check needs the data: done eagerly, left out of a traced/compiled graph.
             if not torch.compiler.is_compiling() and not torch.isfinite(inputs).all():
                 raise ValueError(f"{modality} inputs contain NaN or inf values")
+            self._check_sample_shape(modality, inputs)
         if not tower.accepts_ndim(inputs.ndim):
             allowed = [n for n in range(1, 8) if tower.accepts_ndim(n)]
             raise ValueError(
@@ -449,17 +438,6 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             out = apply_bonds(self, modality, out, bonds, expert_features=expert_features, inputs=given, part=part)
         return out, tower_out
 
-    def _pick_input(self, modality: str, batch, attention_mask):
-        keys = [INPUT_KEYS[modality]] + ([VIDEO_INPUT_KEY] if modality == "vision" else [])
-        present = [k for k in keys if k in batch and batch[k] is not None]
-        if len(present) != 1:
-            raise ValueError(
-                f"Expected exactly one of {keys} for modality {modality!r} in the inputs; got keys {sorted(batch.keys())}"
-            )
-        if modality == "text" and attention_mask is None:
-            attention_mask = batch.get("attention_mask")
-        return batch[present[0]], attention_mask
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -479,12 +457,14 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        **kwargs,
     ) -> CodeBindOutput | tuple:
         """Embed every modality given (processor keys); with ``return_loss`` also the path loss.
 
         Args:
             input_ids, attention_mask, pixel_values, pixel_values_videos, audio_values, depth_values, ...: the
-                processor's tensors, one per modality (images or videos for vision).
+                processor's tensors, one per modality (images or videos for vision); a new modality's under its input
+                key, through ``**kwargs`` (``radar_values=...``).
             return_loss (`bool`, *optional*): compute the CodeBind loss of ``path`` (default: the single path whose
                 target is in the inputs). Training quantises through the path's codebooks whatever their state.
             path (`str`, *optional*): the path whose loss to compute.
@@ -501,7 +481,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         inputs = {"input_ids": input_ids, "pixel_values": pixel_values, "pixel_values_videos": pixel_values_videos,
                   "audio_values": audio_values, "depth_values": depth_values, "thermal_values": thermal_values,
                   "imu_values": imu_values, "tactile_values": tactile_values, "eeg_values": eeg_values,
-                  "point_values": point_values}
+                  "point_values": point_values, **self._extra_inputs(kwargs)}
         present = self._present_modalities(inputs)
         if attention_mask is not None:  # never dropped silently
             if "text" not in present:
@@ -539,32 +519,19 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 fields["codes"][modality] = enc.shared_q.indices
         if output_hidden_states or output_attentions:
             for modality, out in towers_out.items():
-                fields[f"{modality}_model_output"] = BaseModelOutputWithPooling(
+                tower_output = BaseModelOutputWithPooling(
                     last_hidden_state=out.last_hidden_state, pooler_output=fields["embeds"][modality],
                     hidden_states=out.hidden_states, attentions=out.attentions)
+                if f"{modality}_model_output" in CodeBindOutput.__dataclass_fields__:
+                    fields[f"{modality}_model_output"] = tower_output
+                else:
+                    fields.setdefault("modality_model_outputs", {})[modality] = tower_output
         if return_loss:
             fields["loss"], fields["loss_breakdown"] = compute_path_loss(self, path, encodings, present)
         # Built in one go so that `loss` comes first in the output (and in `to_tuple()`), as transformers expects.
         output = CodeBindOutput(**{k: fields[k] for k in ("loss", "loss_breakdown") if k in fields},
                                 **{k: v for k, v in fields.items() if k not in ("loss", "loss_breakdown")})
         return output if return_dict else output.to_tuple()
-
-    def _present_modalities(self, inputs: dict) -> dict[str, torch.Tensor]:
-        by_key = {key: m for m, key in INPUT_KEYS.items()}
-        by_key[VIDEO_INPUT_KEY] = "vision"
-        present = {}
-        for key, value in inputs.items():
-            if value is None:
-                continue
-            if key not in by_key:
-                raise TypeError(f"Unexpected input {key!r}; CodeBindModel takes {sorted(by_key)} and attention_mask")
-            modality = self._check_modality(by_key[key])
-            if modality in present:
-                raise ValueError(f"Got both images and videos for {modality!r}; pass one per call")
-            present[modality] = value
-        if not present:
-            raise ValueError(f"No modality inputs given; expected some of {sorted(by_key)}")
-        return present
 
     def _default_path(self, modality: str) -> str | None:
         try:

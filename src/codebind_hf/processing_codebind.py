@@ -42,6 +42,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.video_utils import VideoInput
 
 from .adapters.io import write_files_atomically
+from .feature_extraction_array_sensor import modality_processor_dicts, run_modality_processors
 from .feature_extraction_codebind import CodeBindAudioKwargs, CodeBindFeatureExtractor, init_parameters
 from .feature_extraction_sensors import CodeBindSensorFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor, CodeBindImagesKwargs, CodeBindVideosKwargs
@@ -100,7 +101,10 @@ class CodeBindProcessor(ProcessorMixin):
     # torch tensors like every other modality.
     text_kwargs = {"padding": "max_length", "truncation": True, "return_tensors": "pt"}
 
-    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None, **kwargs):
+    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None,
+                 modality_processors=None, **kwargs):
+        # New sensors (codebind_hf.modalities): name -> its component's dict, saved in processor_config.json.
+        self.modality_processors = modality_processor_dicts(modality_processors)
         if isinstance(sensor_processor, dict):
             sensor_processor = CodeBindSensorFeatureExtractor(**sensor_processor)
         sensor_processor = sensor_processor if sensor_processor is not None else CodeBindSensorFeatureExtractor()
@@ -139,6 +143,12 @@ class CodeBindProcessor(ProcessorMixin):
         The other modalities' keys: [`~codebind_hf.modalities.INPUT_KEYS`]."""
         return [*self.tokenizer.model_input_names, "pixel_values", "pixel_values_videos",
                 *self.feature_extractor.model_input_names]
+
+    def add_modality(self, modality: str, component) -> "CodeBindProcessor":
+        """Process a new modality with ``component`` (e.g. a `CodeBindArraySensorFeatureExtractor`), so that
+        ``processor(<modality>=arrays)`` gives its input key; saved with the processor. Returns the processor."""
+        self.modality_processors = {**self.modality_processors, **modality_processor_dicts({modality: component})}
+        return self
 
     def __call__(
         self,
@@ -179,7 +189,8 @@ class CodeBindProcessor(ProcessorMixin):
                 the arrays); all (``return_tensors``: ``"pt"`` (default) or ``"np"``).
         """
         inputs = {"text": text, "images": images, "videos": videos, "audio": audio, "depth": depth,
-                  "thermal": thermal, "imu": imu, "tactile": tactile, "eeg": eeg, "point_clouds": point_clouds}
+                  "thermal": thermal, "imu": imu, "tactile": tactile, "eeg": eeg, "point_clouds": point_clouds,
+                  **{name: kwargs.pop(name) for name in list(kwargs) if name in self.modality_processors}}  # new sensors
         if all(value is None for value in inputs.values()):
             raise ValueError(f"no inputs given; pass some of {', '.join(f'{name}=' for name in inputs)}")
         return_tensors = _check_options(kwargs)
@@ -204,6 +215,8 @@ class CodeBindProcessor(ProcessorMixin):
         if any(value is not None for value in (imu, eeg, point_clouds)):
             data.update(self.sensor_processor(imu=imu, eeg=eeg, point_clouds=point_clouds,
                                               return_tensors=return_tensors or "pt"))
+        data.update(run_modality_processors(self.modality_processors, {k: inputs[k] for k in self.modality_processors
+                                                                         if k in inputs}))
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def _tokenize(self, text, text_kwargs: dict) -> BatchFeature:

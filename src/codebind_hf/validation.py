@@ -146,6 +146,27 @@ def check_window(length: int, expected: int, what: str) -> None:
         )
 
 
+def check_sample_shapes(modality: str, shapes: Mapping[str, Iterable[int] | None]) -> None:
+    """The shapes of one sample that the parts of a modality declare (its spec's ``sample_shape``, its processor's
+    output, its tower's input) must agree; ``None`` where a part does not say.
+
+    Example:
+
+    ```python
+    >>> check_sample_shapes("radar", {"spec": [2, 64, 64], "processor output": [2, 64, 32], "tower input": None})
+    Traceback (most recent call last):
+    ...
+    ValueError: radar: the shapes of one sample disagree: spec (2, 64, 64), processor output (2, 64, 32); the processor must produce what the tower takes
+
+    ```
+    """
+    given = {what: tuple(shape) for what, shape in shapes.items() if shape is not None}
+    if len(set(given.values())) > 1:
+        listed = ", ".join(f"{what} {shape}" for what, shape in given.items())
+        raise ValueError(f"{modality}: the shapes of one sample disagree: {listed}; the processor must produce what the "
+                         "tower takes")
+
+
 # ---------------------------------------------------------------------------------------------- documents
 def check_keys(given: Iterable[str], known: Iterable[str], where: str, shown: Iterable[str] | None = None) -> None:
     """Refuse keys of ``given`` that are not in ``known``, each with a "did you mean" (the message lists ``shown``,
@@ -267,6 +288,7 @@ __all__ = [
     "check_batch_sizes",
     "check_sampling_rate",
     "check_window",
+    "check_sample_shapes",
     "check_keys",
     "check_fields",
     "check_output_dir_free",

@@ -36,6 +36,8 @@ from .fingerprint import PREFIX, WeightsFingerprint, short_fingerprint
 from .io import ArtifactFormat, push_folder, resolve_hub_revision
 from .lora import add_lora, lora_adapter_keys, lora_keys, plain_state_keys, remove_lora
 from .model_cards import render_base_card, render_path_card
+from .path_towers import (attach_carried_tower, carried_prefixes, carried_spec, carried_tower_card, carries_tower,
+                          path_modality_spec, path_tower_record, release_carried_tower)
 from .state import AdapterStateMixin, adapter_state, deprecated_alias, renamed_argument
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,8 @@ def base_model_weights(model: nn.Module, target: str, path: dict | None = None) 
     target = canonical_modality(target)
     path = path if path is not None else model.config.paths.get(target, {})
     bridges = list(path.get("bridges", model.config.bridges))
-    towers = bridges + ([target] if path.get("mode", "lora") != "fulltune" else [])
+    # A fully tuned target tower, or one the path carries (path_towers), is the path's own, not the base's.
+    towers = bridges + ([target] if path.get("mode", "lora") != "fulltune" and not carries_tower(target) else [])
     prefixes = tuple(f"towers.{m}." for m in towers) + tuple(f"shared_heads.{m}." for m in bridges)
     owned = lora_keys(model)
     return WeightsFingerprint(
@@ -252,6 +255,7 @@ class ModalityPathMixin(AdapterStateMixin):
         backup = state.path_backups.pop(target, None)
         if backup is not None:
             self.load_state_dict(backup, strict=False)
+        release_carried_tower(self, target)  # a modality the path brought goes with it (path_towers)
 
     # ------------------------------------------------------------------ saving
     def path_state_dict(self, target: str) -> dict[str, torch.Tensor]:
@@ -259,7 +263,7 @@ class ModalityPathMixin(AdapterStateMixin):
         target = canonical_modality(target)
         if target not in self.quantizers:
             raise KeyError(f"No path {target!r} loaded; loaded paths: {self.list_paths()}")
-        prefixes = _path_prefixes(target, self.config.paths[target].get("mode", "lora"))
+        prefixes = _path_prefixes(target, self.config.paths[target].get("mode", "lora")) + carried_prefixes(target)
         adapters = lora_adapter_keys(self.towers[target], f"towers.{target}.")
         return {
             k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k.startswith(prefixes) or k in adapters
@@ -285,6 +289,7 @@ class ModalityPathMixin(AdapterStateMixin):
             "quantizer": self.config.quantizer,
             "lora": lora,
             "shapes": {k: list(v.shape) for k, v in state.items()},
+            **path_tower_record(self, target),  # a new modality's spec (path_towers)
         }
 
     def _path_dims(self, target: str) -> dict[str, int]:
@@ -322,6 +327,7 @@ class ModalityPathMixin(AdapterStateMixin):
 
         def write_card(staging: Path) -> None:
             text = render_path_card(config, repo_id=repo_id, training_data=training_data, results=results, license=license)
+            text += carried_tower_card(config)  # the sensor a path of a new modality expects (path_towers)
             (staging / PATH_CARD).write_text(text)
 
         return PATH_ARTIFACT.save(path_dir, state, config, write_card if card else None)
@@ -431,16 +437,20 @@ class ModalityPathMixin(AdapterStateMixin):
         )
         if target in self.quantizers and not (replace or untrained):
             raise ValueError(f"A path for {target!r} is already loaded; remove_path({target!r}) first or pass replace=True")
+        carried = path_modality_spec(config, repo_id_or_dir), carried_spec(self, target)  # path_towers
         snapshot = self._snapshot_path(target) if target in self.quantizers else None
         if snapshot is not None:
             self.remove_path(target)  # checks below then see the bare base model
         try:
+            attach_carried_tower(self, target, carried[0])  # a new modality's path brings its tower (path_towers)
             self._check_path_fits(config, target)
             self._install_path(target, config["path"], config.get("lora"), state)
         except Exception:
             if target in self.quantizers:
                 self.remove_path(target)
+            release_carried_tower(self, target)
             if snapshot is not None:
+                attach_carried_tower(self, target, carried[1])
                 self._install_path(target, *snapshot)
             raise
         logger.info("Loaded the %s path from %s", target, repo_id_or_dir)

@@ -56,6 +56,8 @@ class AdapterState:
         hub_revision (`str`, *optional*): commit of the Hub checkpoint the model was loaded from.
         bonds (`dict[str, nn.Module]`): name -> attached [`SpaceBond`].
         projectors (`dict[str, AttachedProjector]`): target -> attached projector.
+        path_modalities (`set[str]`): modalities a loaded path brought with its tower (`codebind_hf.adapters.path_towers`);
+            removing the path removes them.
     """
 
     lora: dict[str, dict] = field(default_factory=dict)
@@ -63,6 +65,7 @@ class AdapterState:
     hub_revision: str | None = None
     bonds: dict[str, nn.Module] = field(default_factory=dict)
     projectors: dict[str, AttachedProjector] = field(default_factory=dict)
+    path_modalities: set[str] = field(default_factory=set)
 
 
 def adapter_state(model: nn.Module) -> AdapterState:

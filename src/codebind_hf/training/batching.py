@@ -175,6 +175,7 @@ class BatchSpec:
     text_table: torch.Tensor | None = None  # cached prompt features (classes, templates, hidden), label prompts only
     vision_input: str = "images"
     sampling_rate: int | None = None
+    input_keys: dict = field(default_factory=dict)  # modality -> input key, for modalities beyond the nine
 
 
 class PathCollator:
@@ -237,7 +238,8 @@ class PathCollator:
         """One processor call for the decoded rows; keys are the model's input keys."""
         kwargs = {}
         for modality in self.spec.live:
-            arg = "videos" if modality == "vision" and self.spec.vision_input == "videos" else PROCESSOR_ARGS[modality]
+            # A new modality's processor keyword is its name (CodeBindProcessor(radar=...)).
+            arg = "videos" if modality == "vision" and self.spec.vision_input == "videos" else PROCESSOR_ARGS.get(modality, modality)
             if modality == "audio":
                 kwargs["audio"] = [d["audio"][0] for d in decoded]
                 rates = {d["audio"][1] for d in decoded}
@@ -299,7 +301,7 @@ class PathCollator:
             batch["labels"] = torch.tensor([d["label"] for d in decoded], dtype=torch.long)
         if decoded and "grade" in decoded[0]:
             batch["grades"] = torch.tensor([d["grade"] for d in decoded], dtype=torch.float32)
-        by_key = {key: m for m, key in INPUT_KEYS.items()}
+        by_key = {key: m for m, key in {**INPUT_KEYS, **self.spec.input_keys}.items()}
         by_key[VIDEO_INPUT_KEY] = "vision"
         for key, value in (processed or {}).items():
             if key == "attention_mask":

@@ -1,7 +1,7 @@
 """Configuration of a path training run: typed sections, YAML/JSON files, and ``--set key=value`` overrides.
 
 A run is configured by one file with the sections ``model``, ``path``, ``data``, ``cache``, ``codebooks`` and
-``training`` (see ``codebind_hf/training/configs/*.yaml`` and docs/training.md), plus an optional list of ``stages`` (staged
+``training``, plus ``modality`` for a new sensor the run adds to the base model (docs/new-sensor.md) (see ``codebind_hf/training/configs/*.yaml`` and docs/training.md), plus an optional list of ``stages`` (staged
 training: each stage its own data, length and loss weights, run in order; see `StageArguments`). Every key of the
 sections can be overridden on the command line with ``--set section.key=value`` (values are parsed as YAML, so
 ``--set training.learning_rate=1e-4`` or ``--set path.bridges=[text]`` work), and the most common keys also have
@@ -48,6 +48,26 @@ class ModelArguments:
     config: dict | None = field(
         default=None, metadata={"help": "inline CodeBindConfig kwargs: a randomly initialised model (when name_or_path is null)"}
     )
+
+
+@dataclass
+class ModalityArguments:
+    """A new modality (a sensor beyond the nine) the run adds to the base model before training its path, whose
+    target it is (docs/new-sensor.md). Without a ``name`` the run adds nothing."""
+
+    name: str | None = field(default=None, metadata={"help": "the new modality's name; path.target names it too"})
+    tower: dict | None = field(default=None, metadata={"help": "its tower: family and settings, e.g. {family: hf, backbone: {...}}"})
+    sample_shape: list | None = field(default=None, metadata={"help": "one sample, channels first, e.g. [2, 64, 64]"})
+    input_key: str | None = field(default=None, metadata={"help": "the key of its tensor (default <name>_values)"})
+    has_specific: bool = True
+    description: str | None = field(default=None, metadata={"help": "the sensor in words, for the path's card"})
+    processor: dict = field(default_factory=dict, metadata={
+        "help": "CodeBindArraySensorFeatureExtractor settings (shape defaults to sample_shape): channel_order, mean, std, "
+                "time_policy, nan_policy, ..."})
+    compute_statistics: bool = field(default=False, metadata={
+        "help": "set the processor's per-channel mean/std from the training split (its fit method)"})
+    statistics_rows: int = field(default=1000, metadata={"help": "rows of the training split compute_statistics reads"})
+    column: str | None = field(default=None, metadata={"help": "the dataset column of its arrays (default: the name)"})
 
 
 @dataclass
@@ -199,6 +219,7 @@ class StageArguments:
 
 SECTIONS: dict[str, type] = {
     "model": ModelArguments,
+    "modality": ModalityArguments,
     "path": PathArguments,
     "data": DataArguments,
     "cache": CacheArguments,
@@ -224,6 +245,7 @@ class TrainConfig:
     """
 
     model: ModelArguments = field(default_factory=ModelArguments)
+    modality: ModalityArguments = field(default_factory=ModalityArguments)
     path: PathArguments = field(default_factory=PathArguments)
     data: DataArguments = field(default_factory=DataArguments)
     cache: CacheArguments = field(default_factory=CacheArguments)
@@ -249,6 +271,7 @@ class TrainConfig:
                 raise ValueError(f"Unknown keys {bad} in config section {name!r}; valid keys are {sorted(known)}")
             sections[name] = section_cls(**{k: _coerce(name, f, given[k]) for f in fields(section_cls) if (k := f.name) in given})
         config = cls(**sections, stages=_stages_from(values.get("stages")))
+        _modality_column(config)
         config.validate()
         return config
 
@@ -311,6 +334,38 @@ class TrainConfig:
             raise ValueError(f"training.max_steps_this_run must be >= 1, got {t.max_steps_this_run}")
         if self.stages:
             _validate_stages(self)
+        if self.modality.name is not None:
+            _validate_modality(self)
+
+
+def _modality_column(config: TrainConfig) -> None:
+    """The modality block's ``column`` is ``data.columns.<name>``; both given and different is refused."""
+    m, d = config.modality, config.data
+    if m.name is None or m.column is None:
+        return
+    given = (d.columns or {}).get(m.name)
+    if given is not None and given != m.column:
+        raise ValueError(f"modality.column={m.column!r} and data.columns.{m.name}={given!r} name different columns; give one")
+    d.columns = {**(d.columns or {}), m.name: m.column}
+
+
+def _validate_modality(config: TrainConfig) -> None:
+    from ..modalities import canonical_modality
+
+    m, p = config.modality, config.path
+    if canonical_modality(p.target) != canonical_modality(m.name):
+        raise ValueError(f"modality.name={m.name!r} is the new modality the run trains, so path.target must name it too; "
+                         f"got path.target={p.target!r}")
+    if not isinstance(m.tower, dict) or "family" not in m.tower:
+        raise ValueError(f"modality.tower must be a tower config with its 'family' (e.g. {{family: hf, backbone: {{...}}}}), "
+                         f"got {m.tower!r}")
+    if not m.sample_shape:
+        raise ValueError("modality.sample_shape is required: the shape of one sample, channels first (e.g. [2, 64, 64])")
+    if m.compute_statistics and {"mean", "std"} & set(m.processor):
+        raise ValueError("modality.compute_statistics computes the processor's mean/std; drop modality.processor.mean/std "
+                         "or compute_statistics")
+    if m.statistics_rows < 1:
+        raise ValueError(f"modality.statistics_rows must be >= 1, got {m.statistics_rows}")
 
 
 def _validate_projector(config: TrainConfig) -> None:
@@ -503,6 +558,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 __all__ = [
     "ModelArguments",
+    "ModalityArguments",
     "PathArguments",
     "DataArguments",
     "CacheArguments",

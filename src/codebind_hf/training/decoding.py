@@ -137,7 +137,18 @@ def decode_value(modality: str, value, row: int, column: str, rate=None):
         return decode_text(value, row, column)
     if modality in IMAGE_LIKE:
         return decode_image_like(value, row, column)
+    if isinstance(value, (str, os.PathLike)):  # a sensor recording saved as .npy (docs/new-sensor.md)
+        return _as_float_array(_load_npy(value, row, column), row, column)
     return _as_float_array(value, row, column)
+
+
+def _load_npy(path, row: int, column: str) -> np.ndarray:
+    if not str(path).lower().endswith(".npy"):
+        raise BadRowError(row, column, f"{path} is not a .npy file; sensor columns hold arrays or .npy paths")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise BadRowError(row, column, f"cannot read {path} ({err})") from err
 
 
 __all__ = ["BadRowError", "read_wav", "decode_value", "decode_audio", "decode_image_like", "decode_text", "IMAGE_LIKE"]

@@ -156,7 +156,7 @@ class FeatureCache:
         keep = [position[r] for r in good]
         for k in keep:
             out["__cb_ok"][k] = True
-        by_modality = _inputs_by_modality(processed or {})
+        by_modality = _inputs_by_modality(processed or {}, spec.input_keys)
         for modality in columns:
             if modality == "text":
                 self._encode_captions(model, collator, items, keep, columns["text"], device, accelerator, out)
@@ -237,10 +237,10 @@ def _mask(processed: dict, device):
     return None if mask is None else torch.as_tensor(mask).to(device)
 
 
-def _inputs_by_modality(processed: dict) -> dict[str, torch.Tensor]:
+def _inputs_by_modality(processed: dict, input_keys: dict | None = None) -> dict[str, torch.Tensor]:
     from ..modalities import INPUT_KEYS, VIDEO_INPUT_KEY
 
-    by_key = {key: m for m, key in INPUT_KEYS.items()}
+    by_key = {key: m for m, key in {**INPUT_KEYS, **(input_keys or {})}.items()}
     by_key[VIDEO_INPUT_KEY] = "vision"
     return {by_key[k]: torch.as_tensor(v) for k, v in processed.items() if k in by_key}
 
@@ -255,6 +255,7 @@ def cache_batch_spec(spec: BatchSpec, modalities: list[str]) -> BatchSpec:
         class_names=spec.class_names,
         vision_input=spec.vision_input,
         sampling_rate=spec.sampling_rate,
+        input_keys=spec.input_keys,
     )
 
 

@@ -68,7 +68,8 @@ def stage_config(config: TrainConfig, index: int, init_state: Path | None = None
     codebooks = config.codebooks
     if init_state is not None and codebooks.kmeans_init == "always":  # a later stage continues the codebooks
         codebooks = replace(codebooks, kmeans_init="auto")
-    plain = TrainConfig(model=config.model, path=path, data=data, cache=cache, codebooks=codebooks, training=training)
+    plain = TrainConfig(model=config.model, modality=config.modality, path=path, data=data, cache=cache, codebooks=codebooks,
+                        training=training)
     plain.validate()
     return plain
 

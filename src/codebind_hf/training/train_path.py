@@ -58,6 +58,7 @@ from .data import (
     resolve_columns,
 )
 from .evaluation import ZeroShotEvaluator
+from .modality import add_run_modality, with_modality_processors
 from .feature_cache import FeatureCache, cache_batch_spec, tower_fingerprint
 from .path_setup import (
     NEW_MODULE_PREFIXES,
@@ -151,6 +152,7 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     # 2. Model and path -------------------------------------------------------------------------------------
     set_seed(t.seed)
     model = build_model(config.model)
+    add_run_modality(model, config)  # a new sensor's `modality` block (training/modality.py)
     projector = p.mode == "projector"
     if projector:  # every tower frozen, so every tower is cached; only the projector trains
         target = prepare_projector(model, p)
@@ -187,9 +189,11 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
         names = None
     templates = prompt_templates(d.prompt_templates)
     processor = resolve_processor(processor if processor is not None else d.processor)
+    processor = with_modality_processors(processor, model, modalities)
     train_ds = prepare_columns(train_raw, columns)
     spec = BatchSpec(live=live, columns=columns, sample_ndims={m: model.towers[m].sample_ndim for m in modalities},
-                     templates=templates, class_names=names, cached=cached, vision_input=d.vision_input, sampling_rate=d.sampling_rate)
+                     templates=templates, class_names=names, cached=cached, vision_input=d.vision_input, sampling_rate=d.sampling_rate,
+                     input_keys={m: model.config.input_key(m) for m in modalities})
 
     # 4. Frozen-feature cache --------------------------------------------------------------------------------
     rows, num_bad_cache, train_view = np.arange(len(train_ds)), 0, train_ds
@@ -475,7 +479,8 @@ def _build_evaluator(dataset_dict, d, columns, spec, names, templates, processor
 
     eval_columns = ColumnMap(modalities={target: columns.modalities[target]}, label=columns.label, sampling_rate=columns.sampling_rate)
     eval_spec = BatchSpec(live=[target], columns=eval_columns, sample_ndims=spec.sample_ndims, templates=templates,
-                          class_names=names, vision_input=spec.vision_input, sampling_rate=spec.sampling_rate)
+                          class_names=names, vision_input=spec.vision_input, sampling_rate=spec.sampling_rate,
+                          input_keys=spec.input_keys)
     eval_ds = prepare_columns(eval_raw, eval_columns)
     return ZeroShotEvaluator(eval_ds, eval_spec, processor, names, templates, t.per_device_batch_size, d.max_eval_samples,
                              d.skip_bad_rows, quantize)
