@@ -22,18 +22,22 @@ class TowerOutput(ModelOutput):
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_tokens, hidden_size)`):
             Token states after the trunk, before any head LayerNorm.
-        pooled_index (`torch.LongTensor` of shape `(batch_size,)`):
+        pooled_index (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Index of the token the heads pool for alignment (0 for CLS, the EOS position for text).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): with ``output_hidden_states``: the trunk input and
             the output of every block, each `(batch_size, num_tokens, hidden_size)`.
         attentions (`tuple(torch.FloatTensor)`, *optional*): with ``output_attentions`` (eager attention): every
             block's weights `(batch_size, num_heads, num_tokens, num_keys)`.
+        pooled_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*): the vector the heads
+            take, for a tower that computes it (mean pooling, a model's pooler, a checkpoint's projection); it
+            replaces ``last_hidden_state[pooled_index]``.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooled_index: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    pooled_output: torch.FloatTensor | None = None
 
 
 class ModalityTower(nn.Module):
