@@ -33,6 +33,7 @@ from .adapters.io import write_files_atomically
 from .feature_extraction_codebind import CodeBindFeatureExtractor
 from .feature_extraction_sensors import CodeBindSensorFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor
+from .processing_towers import TowerProcessors
 from .tokenization_codebind import CodeBindTokenizer
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -46,6 +47,9 @@ class CodeBindProcessor(ProcessorMixin):
         image_processor ([`CodeBindImageProcessor`], *optional*): images, videos, depth, thermal, tactile.
         feature_extractor ([`CodeBindFeatureExtractor`], *optional*): audio.
         sensor_processor ([`CodeBindSensorFeatureExtractor`] or `dict`, *optional*): IMU, EEG, point clouds.
+        tower_processors ([`~codebind_hf.processing_towers.TowerProcessors`] or `dict`, *optional*): the own
+            preprocessing of pretrained towers, by modality; those modalities skip CodeBind's components (see
+            [`~CodeBindProcessor.from_pretrained_towers`]).
 
     Example:
 
@@ -62,7 +66,8 @@ class CodeBindProcessor(ProcessorMixin):
     ```
     """
 
-    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None, **kwargs):
+    def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None,
+                 tower_processors=None, **kwargs):
         if isinstance(sensor_processor, dict):
             sensor_processor = CodeBindSensorFeatureExtractor(**sensor_processor)
         sensor_processor = sensor_processor if sensor_processor is not None else CodeBindSensorFeatureExtractor()
@@ -71,6 +76,7 @@ class CodeBindProcessor(ProcessorMixin):
                 f"sensor_processor must be a CodeBindSensorFeatureExtractor, got {type(sensor_processor).__name__}"
             )
         self.sensor_processor = sensor_processor
+        self.tower_processors = TowerProcessors.coerce(tower_processors)  # pretrained towers' own (processing_towers)
         super().__init__(
             tokenizer if tokenizer is not None else CodeBindTokenizer(),
             image_processor if image_processor is not None else CodeBindImageProcessor(),
@@ -93,6 +99,15 @@ class CodeBindProcessor(ProcessorMixin):
             image_processor=CodeBindImageProcessor(size=image_size),
             sensor_processor=CodeBindSensorFeatureExtractor.vitlens(num_points, eeg_length, eeg_channels),
         )
+
+    @classmethod
+    def from_pretrained_towers(cls, config, **kwargs) -> CodeBindProcessor:
+        """A processor for a model's towers: each tower loaded from a transformers checkpoint preprocesses with that
+        checkpoint's own tokenizer / image processor / feature extractor
+        ([`~codebind_hf.processing_towers.TowerProcessors.from_config`]; ``config``: a [`CodeBindConfig`] or a model),
+        the other modalities with CodeBind's components (given as keyword arguments, else the ImageBind ones)."""
+        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        return cls(tower_processors=TowerProcessors.from_config(config, **hub), **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:
@@ -186,6 +201,16 @@ class CodeBindProcessor(ProcessorMixin):
         if sampling_rate is not None and audio is None:
             raise ValueError("sampling_rate was given without audio")
         data = {}
+        # Modalities whose pretrained tower brings its own preprocessing (codebind_hf.processing_towers).
+        if self.tower_processors:
+            self.tower_processors.refuse_videos(videos)
+            given = {"text": text, "vision": images, "audio": audio, "depth": depth, "thermal": thermal, "imu": imu,
+                     "tactile": tactile, "eeg": eeg, "point": point_clouds}
+            text_options = {"padding": padding, "max_length": max_length, "truncation": truncation,
+                            "return_attention_mask": return_attention_mask, **(text_kwargs or {})}
+            data.update(self.tower_processors(given, sampling_rate, text_options))
+            text, images, audio, depth, thermal, imu, tactile, eeg, point_clouds = (
+                None if modality in self.tower_processors else value for modality, value in given.items())
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
             if not texts or not all(isinstance(t, str) for t in texts):
@@ -225,7 +250,11 @@ class CodeBindProcessor(ProcessorMixin):
         if target.is_file():
             raise NotADirectoryError(f"save_directory must be a directory, got the file {target}")
         save = super().save_pretrained
-        written = [str(path) for path in write_files_atomically(target, lambda staging: save(str(staging)))]
+        def write(staging):
+            save(str(staging))
+            self.tower_processors.save_pretrained(staging)  # towers/<modality>/, described in processor_config.json
+
+        written = [str(path) for path in write_files_atomically(target, write)]
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", target.name)
             self.push_to_hub(repo_id, **kwargs)
@@ -258,6 +287,7 @@ class CodeBindProcessor(ProcessorMixin):
         tokenizer = CodeBindTokenizer.from_pretrained(path, **hub, **routed["tokenizer"])
         image_processor = CodeBindImageProcessor(**{**processor_dict["image_processor"], **routed["image_processor"]})
         feature_extractor = CodeBindFeatureExtractor(**{**processor_dict["feature_extractor"], **routed["feature_extractor"]})
+        kwargs.setdefault("tower_processors", TowerProcessors.from_pretrained(path, processor_dict.get("tower_processors"), **hub))
         return cls.from_args_and_dict([tokenizer, image_processor, feature_extractor], processor_dict, **kwargs)
 
 
