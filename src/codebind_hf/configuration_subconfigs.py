@@ -15,6 +15,7 @@ from dataclasses import fields
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from .adapters.io import resolve_hub_revision
 from .encoders.pretrained import POOLINGS, backbone_view, saved_tower_spec
 from .modalities import MODALITIES, canonical_modality
 from .validation import check_fields
@@ -133,9 +134,14 @@ class CodeBindTowerConfig(PreTrainedConfig):
 
 
 def _build_tower_view(tower: dict) -> PreTrainedConfig:
-    if tower.get("family") == "hf":
-        return backbone_view(tower)  # a pretrained checkpoint's config, or the `backbone` dict's
-    return CodeBindTowerConfig.from_tower_dict(tower)
+    if tower.get("family") != "hf":
+        return CodeBindTowerConfig.from_tower_dict(tower)
+    if tower.get("pretrained") is None:
+        return backbone_view(tower)  # the `backbone` dict's config
+    # A Hub checkpoint is pinned to the commit its revision resolves to now (None for a local folder): its config
+    # and weights come from that commit, and a saved config records it.
+    resolved = resolve_hub_revision(tower["pretrained"], tower.get("revision"))
+    return backbone_view(tower, getattr(resolved, "resolved", None))
 
 
 # ---------------------------------------------------------------------------- towers of family "hf"

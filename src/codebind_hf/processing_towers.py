@@ -20,6 +20,7 @@ not inputs of a CodeBind tower); text keeps its attention mask.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -78,6 +79,18 @@ def load_component(kind: str, name_or_path: str, modality: str, **hub):
     return _AUTO[kind].from_pretrained(name_or_path, **hub)
 
 
+def _check_tokenizer(tokenizer, name: str, vocab_size: int | None, modality: str) -> None:
+    """A checkpoint without tokenizer files gets an empty tokenizer from ``AutoTokenizer`` (special tokens only), and
+    one with more tokens than the tower's embedding would give ids it cannot embed: both are refused here."""
+    where = f"modalities[{modality!r}]: the pretrained tower {name!r}"
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise OSError(f"{where} has no loadable tokenizer (no tokenizer files; AutoTokenizer made an empty "
+                      f"{type(tokenizer).__name__}); save one beside its weights, or give it with tower_processors=")
+    if vocab_size and len(tokenizer) > vocab_size:
+        raise ValueError(f"{where}: its tokenizer has {len(tokenizer)} tokens, more than the text tower's "
+                         f"vocab_size {vocab_size}; the tokenizer belongs to another model")
+
+
 class TowerProcessor:
     """One modality's preprocessing by its tower's own component.
 
@@ -116,6 +129,8 @@ class TowerProcessor:
                 f"({err}); save one beside its weights, or give the processor with tower_processors="
             ) from err
         text = view.get_text_config() if view is not None and modality == "text" else None
+        if kind == "tokenizer" or _kind_of(component) == "tokenizer":
+            _check_tokenizer(component, source["pretrained"], getattr(text, "vocab_size", None), modality)
         positions = getattr(text, "max_position_embeddings", None)
         limit = getattr(component, "model_max_length", None)
         limit = limit if limit and limit < _NO_LIMIT else None
@@ -133,7 +148,8 @@ class TowerProcessor:
             images = [load_image(item) if isinstance(item, (str, Path)) else item for item in items]
             out = self.component(images=images, return_tensors="pt")
         else:
-            out = self.component(self._waveforms(items, sampling_rate), sampling_rate=self._rate(), return_tensors="pt")
+            out = self.component(self._waveforms(items, sampling_rate), sampling_rate=self._rate(), return_tensors="pt",
+                                 **self._padding())
         main = self.component.model_input_names[0]
         return {INPUT_KEYS[self.modality]: out[main]}
 
@@ -146,6 +162,12 @@ class TowerProcessor:
         encoded = self.component(texts, return_tensors="pt", **settings)
         keep = ("input_ids", "attention_mask") if settings["return_attention_mask"] else ("input_ids",)
         return {k: encoded[k] for k in keep}
+
+    def _padding(self) -> dict:
+        """``padding=True`` (to the longest) for an extractor whose ``padding`` is a switch that is off by default
+        (wav2vec2's); one that pads by itself (CLAP's ``"repeatpad"``, Whisper's ``"max_length"``) is left to it."""
+        parameter = inspect.signature(self.component.__call__).parameters.get("padding")
+        return {"padding": True} if parameter is not None and parameter.default is False else {}
 
     def _rate(self) -> int | None:
         return getattr(self.component, "sampling_rate", None)

@@ -72,6 +72,16 @@ class ModalityTower(nn.Module):
                 output_attentions: bool = False) -> TowerOutput:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def train(self, mode: bool = True):
+        """Train mode, except that frozen BatchNorm layers (ViT-Lens's point lens, CLAP's spectrogram norm, unless
+        their parameters train) keep using and keeping their running statistics: LoRA or head tuning must not
+        re-estimate a pretrained tower's."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+        return self
+
     def set_attention_config(self, config) -> None:
         """Point the attention layers at the config whose ``_attn_implementation`` they follow (default: nothing)."""
 

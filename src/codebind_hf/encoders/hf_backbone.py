@@ -46,8 +46,10 @@ class HFBackboneTower(ModalityTower):
       or ``"pooler"`` (the model's own ``pooler_output``); default ``"pooler"`` with a projection, else ``"cls"``;
     - ``lora_target_modules`` (*optional*): names of the block linears LoRA wraps (default: the family's attention
       and MLP linears, `codebind_hf.encoders.pretrained.LORA_TARGETS`); ``blocks`` (*optional*): the block list;
-    - ``input_kwarg`` (the backbone's input argument; found from its forward for a checkpoint or component, else
-      ``input_ids`` for text and ``pixel_values`` otherwise), ``sample_ndim``.
+    - ``input_kwarg`` (the backbone's input argument; default ``input_ids`` for text and ``pixel_values`` otherwise
+      where its forward takes them, else the first of ``input_ids``/``pixel_values``/``input_values``/``input_features``
+      it takes), ``sample_ndim`` (default by family and input: 1 for token ids and wav2vec2 waveforms, 3 for images
+      and CLAP spectrograms, 2 for AST and Whisper features).
     """
 
     def __init__(self, modality: str, config: dict, backbone_config: PreTrainedConfig | None = None):
@@ -66,12 +68,9 @@ class HFBackboneTower(ModalityTower):
         own = self.backbone.config if hasattr(self.backbone, "config") else backbone_config
         self.model_type = getattr(own, "model_type", None)
         self.modality = modality
-        plain = not (component or config.get("pretrained") or config.get("source"))  # a config-only backbone
-        default_input = "input_ids" if modality == "text" else "pixel_values"
-        self.input_kwarg = config.get("input_kwarg", default_input if plain else input_argument(self.backbone))
+        self.input_kwarg = config.get("input_kwarg") or input_argument(self.backbone, modality)
         self.hidden_size = output_width(self.projection) if projected else own.hidden_size
-        default_ndim = (1 if modality == "text" else 3) if plain else default_sample_ndim(self.model_type, self.input_kwarg)
-        self.sample_ndim = config.get("sample_ndim", default_ndim)
+        self.sample_ndim = config.get("sample_ndim", default_sample_ndim(self.model_type, self.input_kwarg))
         self.lora_names = config.get("lora_target_modules")
         # A property, not an attribute: registering the blocks twice would duplicate their weights.
         self._blocks_name = find_blocks(self.backbone, getattr(own, "num_hidden_layers", None), config.get("blocks"))

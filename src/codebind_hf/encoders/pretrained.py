@@ -77,8 +77,8 @@ def _describe(spec: dict) -> str:
     return f"{source.get('pretrained')!r}" + (f" (revision {revision!r}{sub})" if revision or sub else "")
 
 
-def _hub_kwargs(spec: dict) -> dict:
-    kwargs = {"revision": spec.get("revision")}
+def _hub_kwargs(spec: dict, commit: str | None = None) -> dict:
+    kwargs = {"revision": commit or spec.get("revision")}
     if spec.get("subfolder"):
         kwargs["subfolder"] = spec["subfolder"]
     return kwargs
@@ -91,14 +91,17 @@ def _load_error(spec: dict, what: str, err: Exception) -> OSError:
     )
 
 
-def backbone_view(spec: dict) -> PreTrainedConfig:
-    """The typed config of an ``hf`` tower: the checkpoint's own (``AutoConfig.from_pretrained``) for a
+def backbone_view(spec: dict, commit: str | None = None) -> PreTrainedConfig:
+    """The typed config of an ``hf`` tower: the checkpoint's own (``AutoConfig.from_pretrained``, at ``commit`` when
+    given; kept in its ``_commit_hash``, which the weights are then loaded at and a saved config records) for a
     ``pretrained`` spec, else the one its ``backbone`` dict describes."""
     if spec.get("pretrained") is not None:
         try:
-            return AutoConfig.from_pretrained(str(spec["pretrained"]), **_hub_kwargs(spec))
+            view = AutoConfig.from_pretrained(str(spec["pretrained"]), **_hub_kwargs(spec, commit))
         except (OSError, ValueError) as err:
             raise _load_error(spec, "config", err) from err
+        view._commit_hash = None if commit is None else str(commit)  # transformers' own attribute, never saved
+        return view
     backbone = dict(spec["backbone"])
     return AutoConfig.for_model(backbone.pop("model_type"), **backbone)
 
@@ -132,7 +135,7 @@ def build_backbone(spec: dict, view: PreTrainedConfig, pooling: str) -> nn.Modul
     A config-built backbone is asked for no pooling layer unless it is pooled with it (``add_pooling_layer``,
     where the class takes it), as this package's towers always were."""
     if spec.get("pretrained") is not None:
-        kwargs = {**_hub_kwargs(spec), "dtype": torch.get_default_dtype()}
+        kwargs = {**_hub_kwargs(spec, getattr(view, "_commit_hash", None)), "dtype": torch.get_default_dtype()}
         try:
             return AutoModel.from_pretrained(str(spec["pretrained"]), config=view, **kwargs)
         except (OSError, ValueError) as err:
@@ -184,9 +187,14 @@ def output_width(module: nn.Module) -> int:
     return linears[-1].out_features
 
 
-def input_argument(model: nn.Module) -> str:
-    """The forward argument a backbone takes its input through (``input_ids``, ``pixel_values``, ...)."""
+def input_argument(model: nn.Module, modality: str | None = None) -> str:
+    """The forward argument a backbone takes its input through: ``input_ids`` for text and ``pixel_values`` for any
+    other modality where the forward has them (as this package's towers always did), else the first of
+    `INPUT_ARGUMENTS` it has (``input_values`` for wav2vec2 and AST, ``input_features`` for CLAP and Whisper)."""
     parameters = inspect.signature(model.forward).parameters
+    usual = "input_ids" if modality == "text" else "pixel_values"
+    if modality is not None and usual in parameters:
+        return usual
     for name in parameters:
         if name in INPUT_ARGUMENTS:
             return name
@@ -273,6 +281,14 @@ def find_blocks(model: nn.Module, num_layers: int | None, name: str | None = Non
     )
 
 
+def _linears(block: nn.Module) -> list[str]:
+    """Names of the linear layers of a block, a LoRA-wrapped one counting as the linear it wraps (so the targets
+    stay the same once LoRA is in)."""
+    found = [n for n, m in block.named_modules()
+             if isinstance(m, nn.Linear) or isinstance(getattr(m, "base_layer", None), nn.Linear)]
+    return [n for n in found if not any(n.startswith(outer + ".") for outer in found)]
+
+
 def lora_targets(blocks: nn.ModuleList, prefix: str, last_n_blocks: int, model_type: str | None,
                  names: list[str] | None = None) -> list[str]:
     """Full names (with ``prefix``) of the linears LoRA wraps in the last ``last_n_blocks`` blocks: those whose names
@@ -281,12 +297,13 @@ def lora_targets(blocks: nn.ModuleList, prefix: str, last_n_blocks: int, model_t
     first = max(0, len(blocks) - last_n_blocks)
     found = []
     for index in range(first, len(blocks)):
-        for name, module in blocks[index].named_modules():
-            if isinstance(module, nn.Linear) and (wanted is None or any(name == w or name.endswith("." + w) for w in wanted)):
+        for name in _linears(blocks[index]):
+            if wanted is None or any(name == w or name.endswith("." + w) for w in wanted):
                 found.append(f"{prefix}.{index}.{name}")
     if names and not found:
-        linears = [n for n, m in blocks[-1].named_modules() if isinstance(m, nn.Linear)]
-        raise ValueError(f"lora_target_modules {list(names)} match no linear layer of the blocks; a block has {linears}")
+        raise ValueError(
+            f"lora_target_modules {list(names)} match no linear layer of the blocks; a block has {_linears(blocks[-1])}"
+        )
     return found
 
 
