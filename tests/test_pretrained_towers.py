@@ -333,3 +333,26 @@ def test_bad_specs_give_clear_errors(checkpoints, hub, tmp_path):
     processor = CodeBindProcessor.from_pretrained_towers(_config("vision", {"pretrained": clip, "component": "vision_model"}))
     with pytest.raises(ValueError, match=r"the vision tower comes from .* videos are not supported for it"):
         processor(videos=[np.zeros((4, 32, 32, 3), np.uint8)], video_fps=2.0)
+
+
+# ---------------------------------------------------------------------------- the path trainer
+def test_codebind_train_puts_lora_on_a_pretrained_towers_attention_and_mlp(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    from codebind_hf.training.config import TrainConfig, load_config_file
+    from codebind_hf.training.train_path import train
+    from training_toys import ToyProcessor, tiny_run_values, toy_dataset_dict
+
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(**SMALL, image_size=16, patch_size=8, num_channels=1)).save_pretrained(tmp_path / "vit")
+    settings = load_config_file("tiny")["model"]["config"]  # the tiny config, its depth tower from a checkpoint
+    settings["modalities"]["depth"] = {"family": "hf", "pretrained": str(tmp_path / "vit"), "pooling": "cls"}
+    CodeBindModel(CodeBindConfig(**{**settings, "paths": {}})).save_pretrained(tmp_path / "base")
+    toy_dataset_dict().save_to_disk(str(tmp_path / "data"))
+    values = tiny_run_values(tmp_path, tmp_path / "run", str(tmp_path / "data"), max_train_steps=3,
+                             checkpointing_steps=100, save_full_model=False)
+    result = train(TrainConfig.from_dict(values), processor=ToyProcessor())
+    trained = result.model.state_dict()
+    wrapped = sorted({k.split(".lora_B.")[0] for k in trained if ".lora_B." in k})
+    assert wrapped == sorted(f"towers.depth.backbone.layers.1.{name}" for name in _VIT_NAMES)
+    assert all(trained[k].abs().max() > 0 for k in trained if ".lora_B." in k)

@@ -152,6 +152,8 @@ HF_TOWER_FIELDS = {
     "lora_target_modules": (list, type(None)), "blocks": (str, type(None)), "input_kwarg": str, "sample_ndim": int,
     "source": dict, "processor": str,
 }
+# What preprocesses a pretrained tower's inputs: an Auto class of its checkpoint, or CodeBind's own components.
+TOWER_PROCESSORS = ("tokenizer", "image_processor", "feature_extractor", "processor", "codebind")
 
 
 def check_hf_tower(name: str, tower: dict) -> None:
@@ -171,6 +173,8 @@ def check_hf_tower(name: str, tower: dict) -> None:
         raise ValueError(f"{where}: 'revision' and 'subfolder' say where a 'pretrained' checkpoint is; there is none")
     if tower.get("pooling", "cls") not in POOLINGS:
         raise ValueError(f"{where}: pooling must be one of {list(POOLINGS)}, got {tower['pooling']!r}")
+    if tower.get("processor", "codebind") not in TOWER_PROCESSORS:
+        raise ValueError(f"{where}: processor must be one of {list(TOWER_PROCESSORS)}, got {tower['processor']!r}")
     if tower.get("projection") and not tower.get("use_projection"):
         raise ValueError(f"{where}: 'projection' names the checkpoint projection to use; set use_projection: true")
 
