@@ -278,6 +278,9 @@ class TowerProcessors(PushToHubMixin):
     def to_dict(self) -> dict:
         return {modality: processor.to_dict() for modality, processor in self.processors.items()}
 
+    def __repr__(self) -> str:
+        return f"TowerProcessors({list(self.processors.values())})"
+
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> list[str]:
         """Write each component into ``save_directory/towers/<modality>/`` (its own transformers files). Called by
         `CodeBindProcessor.save_pretrained` inside its atomic write."""

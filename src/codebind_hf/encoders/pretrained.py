@@ -261,7 +261,8 @@ def _has_attention(module: nn.Module) -> bool:
 
 def find_blocks(model: nn.Module, num_layers: int | None, name: str | None = None) -> str:
     """Name of the transformer blocks of ``model`` (an ``nn.ModuleList`` of modules with attention): the one with
-    ``num_layers`` blocks, else the outermost such list (CLAP's audio stages); ``name`` picks one."""
+    ``num_layers`` blocks, else the outermost such list (CLAP's audio stages), else any list of ``num_layers``
+    modules (blocks without attention, as `PrecomputedEmbeddingModel`'s MLPs, even none); ``name`` picks one."""
     if name:
         found = model.get_submodule(name) if name in dict(model.named_modules()) else None
         if not isinstance(found, nn.ModuleList):
@@ -275,6 +276,9 @@ def find_blocks(model: nn.Module, num_layers: int | None, name: str | None = Non
     outermost = [n for n, _ in lists if not any(n.startswith(other + ".") for other, _ in lists)]
     if len(outermost) == 1:
         return outermost[0]
+    for list_name, blocks in model.named_modules():
+        if isinstance(blocks, nn.ModuleList) and len(blocks) == num_layers:
+            return list_name
     raise ValueError(
         f"could not find the transformer blocks of {type(model).__name__} (lists of attention blocks: "
         f"{[n for n, _ in lists]}); name them with blocks=..."
