@@ -7,7 +7,13 @@ from dataclasses import asdict, dataclass, field, fields
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_subconfigs import CodeBindDecoderConfig, DecoderConfig, CodeBindTowerConfig, TowerConfigViews, check_hf_tower
+from .configuration_subconfigs import (
+    CodeBindDecoderConfig,
+    CodeBindTowerConfig,
+    DecoderConfig,
+    TowerConfigViews,
+    check_hf_tower,
+)
 from .modalities import MODALITIES, canonical_modality
 from .validation import check_fields, check_keys
 

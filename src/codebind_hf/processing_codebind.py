@@ -250,6 +250,7 @@ class CodeBindProcessor(ProcessorMixin):
         if target.is_file():
             raise NotADirectoryError(f"save_directory must be a directory, got the file {target}")
         save = super().save_pretrained
+
         def write(staging):
             save(str(staging))
             self.tower_processors.save_pretrained(staging)  # towers/<modality>/, described in processor_config.json
@@ -287,7 +288,8 @@ class CodeBindProcessor(ProcessorMixin):
         tokenizer = CodeBindTokenizer.from_pretrained(path, **hub, **routed["tokenizer"])
         image_processor = CodeBindImageProcessor(**{**processor_dict["image_processor"], **routed["image_processor"]})
         feature_extractor = CodeBindFeatureExtractor(**{**processor_dict["feature_extractor"], **routed["feature_extractor"]})
-        kwargs.setdefault("tower_processors", TowerProcessors.from_pretrained(path, processor_dict.get("tower_processors"), **hub))
+        described = processor_dict.get("tower_processors")  # pretrained towers' own components, in towers/<modality>/
+        kwargs.setdefault("tower_processors", TowerProcessors.from_pretrained(path, described, **hub))
         return cls.from_args_and_dict([tokenizer, image_processor, feature_extractor], processor_dict, **kwargs)
 
 

@@ -300,7 +300,9 @@ class TowerProcessors(PushToHubMixin):
             try:
                 component = load_component(entry["kind"], str(name_or_path), modality, subfolder=folder, **hub)
             except (OSError, ValueError) as err:
-                raise OSError(f"{name_or_path}: the {modality} tower's {entry['kind']} ({folder}/) could not be read: {err}") from err
+                raise OSError(
+                    f"{name_or_path}: the {modality} tower's {entry['kind']} ({folder}/) could not be read: {err}"
+                ) from err
             processors[modality] = TowerProcessor(modality, component, entry.get("source"), entry.get("max_length"))
         return cls(processors)
 
