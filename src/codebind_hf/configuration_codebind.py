@@ -7,7 +7,13 @@ from dataclasses import asdict, dataclass, field, fields
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_subconfigs import CodeBindDecoderConfig, DecoderConfig, CodeBindTowerConfig, TowerConfigViews
+from .configuration_subconfigs import (
+    CodeBindDecoderConfig,
+    CodeBindTowerConfig,
+    DecoderConfig,
+    TowerConfigViews,
+    check_hf_tower,
+)
 from .modalities import INPUT_KEYS, MODALITIES, canonical_modality, check_input_keys, modality_entry, modality_spec
 from .validation import check_fields, check_keys
 
@@ -277,8 +283,8 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         for name, tower in self.modalities.items():
             if tower.get("family") not in TOWER_FAMILIES:
                 raise ValueError(f"modalities[{name!r}]['family'] must be one of {TOWER_FAMILIES}, got {tower.get('family')!r}")
-            if tower["family"] == "hf" and not isinstance(tower.get("backbone"), dict):
-                raise ValueError(f"modalities[{name!r}] of family 'hf' needs a 'backbone' config dict with a 'model_type'")
+            if tower["family"] == "hf":
+                check_hf_tower(name, tower)
         quantizer = QuantizerConfig(**self.quantizer)
         for what, dim in (("embed_dim", self.embed_dim), ("specific_dim", self.specific_dim)):
             if dim <= 0 or dim % quantizer.codevector_dim:

@@ -13,9 +13,12 @@ import json
 from dataclasses import fields
 
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import PreTrainedConfig
 
+from .adapters.io import resolve_hub_revision
+from .encoders.pretrained import POOLINGS, backbone_view, saved_tower_spec
 from .modalities import MODALITIES, canonical_modality
+from .validation import check_fields
 
 _DECODER_SETTINGS = ("enabled", "hidden_size", "num_layers", "num_heads", "mlp_ratio")
 # Keys `PreTrainedConfig.to_dict` writes besides its fields (a saved sub-config carries them back in).
@@ -131,10 +134,49 @@ class CodeBindTowerConfig(PreTrainedConfig):
 
 
 def _build_tower_view(tower: dict) -> PreTrainedConfig:
-    if tower.get("family") == "hf":
-        backbone = dict(tower["backbone"])
-        return AutoConfig.for_model(backbone.pop("model_type"), **backbone)
-    return CodeBindTowerConfig.from_tower_dict(tower)
+    if tower.get("family") != "hf":
+        return CodeBindTowerConfig.from_tower_dict(tower)
+    if tower.get("pretrained") is None:
+        return backbone_view(tower)  # the `backbone` dict's config
+    # A Hub checkpoint is pinned to the commit its revision resolves to now (None for a local folder): its config
+    # and weights come from that commit, and a saved config records it.
+    resolved = resolve_hub_revision(tower["pretrained"], tower.get("revision"))
+    return backbone_view(tower, getattr(resolved, "resolved", None))
+
+
+# ---------------------------------------------------------------------------- towers of family "hf"
+# Settings of an "hf" tower spec besides the head settings (`HFBackboneTower` documents them).
+HF_TOWER_FIELDS = {
+    "backbone": dict, "pretrained": str, "revision": (str, type(None)), "subfolder": (str, type(None)),
+    "component": (str, type(None)), "use_projection": bool, "projection": (str, type(None)), "pooling": str,
+    "lora_target_modules": (list, type(None)), "blocks": (str, type(None)), "input_kwarg": str, "sample_ndim": int,
+    "source": dict, "processor": str,
+}
+# What preprocesses a pretrained tower's inputs: an Auto class of its checkpoint, or CodeBind's own components.
+TOWER_PROCESSORS = ("tokenizer", "image_processor", "feature_extractor", "processor", "codebind")
+
+
+def check_hf_tower(name: str, tower: dict) -> None:
+    """Refuse an ``hf`` tower spec that cannot build a tower, naming the entry: it needs ``backbone`` (a config dict
+    with ``model_type``) or ``pretrained`` (a Hub id or local folder), not both; typed settings; a known pooling."""
+    where = f"modalities[{name!r}]"
+    check_fields(tower, HF_TOWER_FIELDS, where, required=())
+    has_backbone, has_checkpoint = isinstance(tower.get("backbone"), dict), tower.get("pretrained") is not None
+    if has_backbone == has_checkpoint:
+        raise ValueError(
+            f"{where} of family 'hf' needs either a 'backbone' config dict with a 'model_type' or a 'pretrained' "
+            f"checkpoint (Hub id or local folder), {'not both' if has_backbone else 'got neither'}"
+        )
+    if has_backbone and "model_type" not in tower["backbone"]:
+        raise ValueError(f"{where}['backbone'] needs a 'model_type'")
+    if not has_checkpoint and any(tower.get(k) for k in ("revision", "subfolder")):
+        raise ValueError(f"{where}: 'revision' and 'subfolder' say where a 'pretrained' checkpoint is; there is none")
+    if tower.get("pooling", "cls") not in POOLINGS:
+        raise ValueError(f"{where}: pooling must be one of {list(POOLINGS)}, got {tower['pooling']!r}")
+    if tower.get("processor", "codebind") not in TOWER_PROCESSORS:
+        raise ValueError(f"{where}: processor must be one of {list(TOWER_PROCESSORS)}, got {tower['processor']!r}")
+    if tower.get("projection") and not tower.get("use_projection"):
+        raise ValueError(f"{where}: 'projection' names the checkpoint projection to use; set use_projection: true")
 
 
 class TowerConfigViews:
@@ -157,7 +199,7 @@ class TowerConfigViews:
         """The text tower's config (transformers' `Trainer` and tokenizer alignment read it), or this config
         when the model has no text tower. The reconstruction decoder is not a text decoder."""
         text = self.tower_config("text") if "text" in (self.modalities or {}) else None
-        return self if text is None else text
+        return self if text is None else text.get_text_config()  # a CLIP/CLAP checkpoint's config: its text part
 
     def __setattr__(self, key, value):
         if key == "decoder" and not isinstance(value, CodeBindDecoderConfig) and getattr(self, "_post_init_done", False):
@@ -167,6 +209,10 @@ class TowerConfigViews:
     def to_dict(self) -> dict:
         output = super().to_dict()
         output.pop("_tower_configs", None)  # a cache of views of `modalities`, which is saved
+        # A pretrained tower is saved as its architecture + source: its weights travel in the model's own files.
+        if output.get("modalities"):
+            output["modalities"] = {m: saved_tower_spec(spec, self.tower_config(m)) if spec.get("family") == "hf"
+                                    else spec for m, spec in output["modalities"].items()}
         return output
 
 

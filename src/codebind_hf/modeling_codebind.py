@@ -245,6 +245,8 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
 
     @staticmethod
     def _pooled(tower_out) -> torch.Tensor:
+        if tower_out.pooled_output is not None:  # mean / pooler / projected pooling (encoders/hf_backbone.py)
+            return tower_out.pooled_output
         hidden = tower_out.last_hidden_state
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), tower_out.pooled_index]
 

@@ -46,6 +46,7 @@ from .feature_extraction_array_sensor import modality_processor_dicts, run_modal
 from .feature_extraction_codebind import CodeBindAudioKwargs, CodeBindFeatureExtractor, init_parameters
 from .feature_extraction_sensors import CodeBindSensorFeatureExtractor
 from .image_processing_codebind import CodeBindImageProcessor, CodeBindImagesKwargs, CodeBindVideosKwargs
+from .processing_towers import TowerProcessors
 from .tokenization_codebind import CodeBindTokenizer
 
 # Every input also takes file paths (one, or a list); sensors take arrays.
@@ -77,6 +78,9 @@ class CodeBindProcessor(ProcessorMixin):
         image_processor ([`CodeBindImageProcessor`], *optional*): images, videos, depth, thermal, tactile.
         feature_extractor ([`CodeBindFeatureExtractor`], *optional*): audio.
         sensor_processor ([`CodeBindSensorFeatureExtractor`] or `dict`, *optional*): IMU, EEG, point clouds.
+        tower_processors ([`~codebind_hf.processing_towers.TowerProcessors`] or `dict`, *optional*): the own
+            preprocessing of pretrained towers, by modality; those modalities skip CodeBind's components (see
+            [`~CodeBindProcessor.from_pretrained_towers`]).
 
     Example:
 
@@ -102,7 +106,7 @@ class CodeBindProcessor(ProcessorMixin):
     text_kwargs = {"padding": "max_length", "truncation": True, "return_tensors": "pt"}
 
     def __init__(self, tokenizer=None, image_processor=None, feature_extractor=None, sensor_processor=None,
-                 modality_processors=None, **kwargs):
+                 modality_processors=None, tower_processors=None, **kwargs):
         # New sensors (codebind_hf.modalities): name -> its component's dict, saved in processor_config.json.
         self.modality_processors = modality_processor_dicts(modality_processors)
         if isinstance(sensor_processor, dict):
@@ -113,6 +117,7 @@ class CodeBindProcessor(ProcessorMixin):
                 f"sensor_processor must be a CodeBindSensorFeatureExtractor, got {type(sensor_processor).__name__}"
             )
         self.sensor_processor = sensor_processor
+        self.tower_processors = TowerProcessors.coerce(tower_processors)  # pretrained towers' own (processing_towers)
         super().__init__(
             tokenizer if tokenizer is not None else CodeBindTokenizer(),
             image_processor if image_processor is not None else CodeBindImageProcessor(),
@@ -135,6 +140,15 @@ class CodeBindProcessor(ProcessorMixin):
             image_processor=CodeBindImageProcessor(size=image_size),
             sensor_processor=CodeBindSensorFeatureExtractor.vitlens(num_points, eeg_length, eeg_channels),
         )
+
+    @classmethod
+    def from_pretrained_towers(cls, config, **kwargs) -> CodeBindProcessor:
+        """A processor for a model's towers: each tower loaded from a transformers checkpoint preprocesses with that
+        checkpoint's own tokenizer / image processor / feature extractor
+        ([`~codebind_hf.processing_towers.TowerProcessors.from_config`]; ``config``: a [`CodeBindConfig`] or a model),
+        the other modalities with CodeBind's components (given as keyword arguments, else the ImageBind ones)."""
+        hub = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        return cls(tower_processors=TowerProcessors.from_config(config, **hub), **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:
@@ -199,6 +213,17 @@ class CodeBindProcessor(ProcessorMixin):
             if merged.pop(flag, False) or merged["text_kwargs"].pop(flag, False):
                 raise ValueError(f"{flag}: CodeBind's text has no multimodal placeholder tokens")
         data = {}
+        # Modalities whose pretrained tower brings its own preprocessing (codebind_hf.processing_towers).
+        if self.tower_processors:
+            self.tower_processors.refuse_videos(videos)
+            given = {"text": text, "vision": images, "audio": audio, "depth": depth, "thermal": thermal, "imu": imu,
+                     "tactile": tactile, "eeg": eeg, "point": point_clouds}
+            # The user's text options only: a tower's own tokenizer keeps its own defaults, not ImageBind's.
+            text_options = {k: kwargs[k] for k in ("padding", "max_length", "truncation", "return_attention_mask")
+                            if k in kwargs} | dict(kwargs.get("text_kwargs") or {})
+            data.update(self.tower_processors(given, merged["audio_kwargs"].get("sampling_rate"), text_options))
+            text, images, audio, depth, thermal, imu, tactile, eeg, point_clouds = (
+                None if modality in self.tower_processors else value for modality, value in given.items())
         if text is not None:
             data.update(self._tokenize(text, merged["text_kwargs"]))
         if any(value is not None for value in (images, depth, thermal, tactile)):
@@ -238,7 +263,12 @@ class CodeBindProcessor(ProcessorMixin):
         if target.is_file():
             raise NotADirectoryError(f"save_directory must be a directory, got the file {target}")
         save = super().save_pretrained
-        written = [str(path) for path in write_files_atomically(target, lambda staging: save(str(staging)))]
+
+        def write(staging):
+            save(str(staging))
+            self.tower_processors.save_pretrained(staging)  # towers/<modality>/, described in processor_config.json
+
+        written = [str(path) for path in write_files_atomically(target, write)]
         written.sort(key=lambda path: Path(path).name != "processor_config.json")
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", target.name)
@@ -277,6 +307,8 @@ class CodeBindProcessor(ProcessorMixin):
         tokenizer = CodeBindTokenizer.from_pretrained(path, **hub, **routed["tokenizer"])
         image_processor = CodeBindImageProcessor(**{**processor_dict["image_processor"], **routed["image_processor"]})
         feature_extractor = CodeBindFeatureExtractor(**{**processor_dict["feature_extractor"], **routed["feature_extractor"]})
+        described = processor_dict.get("tower_processors")  # pretrained towers' own components, in towers/<modality>/
+        kwargs.setdefault("tower_processors", TowerProcessors.from_pretrained(path, described, **hub))
         return cls.from_args_and_dict([tokenizer, image_processor, feature_extractor], processor_dict, **kwargs)
 
 

@@ -19,6 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from ..encoders.pretrained import checkpoint_source
 from ..version import __version__
 from .fingerprint import short_fingerprint
 
@@ -140,6 +141,20 @@ def _training_data(training_data: str | list[str] | None) -> tuple[str, list[str
     return "\n".join(f"- [`{d}`](https://huggingface.co/datasets/{d})" for d in ids), ids
 
 
+def pretrained_towers(config) -> list[dict]:
+    """The towers of ``config`` that come from a transformers checkpoint: ``modality``, ``pretrained`` (Hub id or
+    folder), ``revision`` (as asked), ``commit`` (resolved, for a Hub checkpoint) and ``text`` (what the card shows)."""
+    towers = []
+    for modality, spec in (config.to_dict().get("modalities") or {}).items():
+        source = checkpoint_source(spec) if spec.get("family") == "hf" else None
+        if source is None:
+            continue
+        pinned = [f"{what} `{source[what]}`" for what in ("revision", "commit") if source.get(what)]
+        text = f"`{source['pretrained']}`" + (f" ({', '.join(pinned)})" if pinned else "")
+        towers.append({"modality": modality, **source, "text": text})
+    return towers
+
+
 def _render(template: str, data: ModelCardData, **values) -> str:
     return str(ModelCard.from_template(data, template_path=str(TEMPLATES / template), **values))
 
@@ -237,9 +252,11 @@ def render_base_card(
         embed_dim=config.embed_dim, specific_dim=config.specific_dim, shared_k=quantizer.shared_codebook_size,
         specific_k=quantizer.specific_codebook_size, codevector_dim=quantizer.codevector_dim,
         parent=parent, parent_revision=revision, load_from=repo_id or "path/to/this/folder",
+        pretrained_towers=pretrained_towers(config),
         library_version=__version__, training_data=data_text, eval_table=_eval_table(rows),
         license_text=LICENSE_TEXT.get(license, license),
     )
 
 
-__all__ = ["render_path_card", "render_base_card", "read_eval_results", "hub_repo_id", "IMAGEBIND_LICENSE", "TEMPLATES"]
+__all__ = ["render_path_card", "render_base_card", "read_eval_results", "hub_repo_id", "pretrained_towers",
+           "IMAGEBIND_LICENSE", "TEMPLATES"]

@@ -22,18 +22,22 @@ class TowerOutput(ModelOutput):
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_tokens, hidden_size)`):
             Token states after the trunk, before any head LayerNorm.
-        pooled_index (`torch.LongTensor` of shape `(batch_size,)`):
+        pooled_index (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Index of the token the heads pool for alignment (0 for CLS, the EOS position for text).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): with ``output_hidden_states``: the trunk input and
             the output of every block, each `(batch_size, num_tokens, hidden_size)`.
         attentions (`tuple(torch.FloatTensor)`, *optional*): with ``output_attentions`` (eager attention): every
             block's weights `(batch_size, num_heads, num_tokens, num_keys)`.
+        pooled_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*): the vector the heads
+            take, for a tower that computes it (mean pooling, a model's pooler, a checkpoint's projection); it
+            replaces ``last_hidden_state[pooled_index]``.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooled_index: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    pooled_output: torch.FloatTensor | None = None
 
 
 class ModalityTower(nn.Module):
@@ -67,6 +71,16 @@ class ModalityTower(nn.Module):
     def forward(self, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False) -> TowerOutput:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def train(self, mode: bool = True):
+        """Train mode, except that frozen BatchNorm layers (ViT-Lens's point lens, CLAP's spectrogram norm, unless
+        their parameters train) keep using and keeping their running statistics: LoRA or head tuning must not
+        re-estimate a pretrained tower's."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+        return self
 
     def set_attention_config(self, config) -> None:
         """Point the attention layers at the config whose ``_attn_implementation`` they follow (default: nothing)."""

@@ -1,56 +1,85 @@
-"""Any transformers backbone (built from a config) as a CodeBind tower.
+"""Any transformers model as a CodeBind tower: built from a config, or loaded from a pretrained checkpoint.
 
-Used for tiny random towers in tests and for users who bring their own encoders (e.g. a BERT text
-bridge or a ViT over spectrograms). The backbone's ``last_hidden_state`` are the tokens; the pooled
-token is the first (CLS) or, with ``pooling="eos"``, the last non-padding token.
+Used for tiny random towers in tests, for users who bring their own encoders (a BERT text bridge, a ViT over
+spectrograms) and for pretrained encoders (CLIP's vision or text model, CLAP's audio model, wav2vec2, AST, the
+Whisper encoder, MiniLM, ...). Checkpoint loading, components, projections and LoRA targets live in
+`codebind_hf.encoders.pretrained`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedConfig
+from transformers import PreTrainedConfig
 
 from .base import ModalityTower, TowerOutput
-
-
-def _find_blocks(model: nn.Module, num_layers: int) -> str:
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == num_layers:
-            return name
-    raise ValueError(f"could not find the {num_layers} transformer blocks of {type(model).__name__}")
+from .pretrained import (
+    backbone_view,
+    build_backbone,
+    check_pooling,
+    default_sample_ndim,
+    drop_unused_pooler,
+    find_blocks,
+    find_projection,
+    input_argument,
+    lora_targets,
+    mean_pool,
+    output_width,
+    select_component,
+)
 
 
 class HFBackboneTower(ModalityTower):
-    """Wrap ``AutoModel.from_config(backbone)``.
+    """A transformers model (or one of its components) as a tower.
 
-    Config keys: ``backbone`` (dict with ``model_type``), ``pooling`` (``"cls"`` | ``"eos"``), ``input_kwarg``
-    (the backbone's input argument; ``input_ids`` for text, ``pixel_values`` otherwise), ``sample_ndim``.
+    Config keys (``config.modalities[m]``):
+
+    - the backbone, one of: ``backbone`` (a config dict with ``model_type``; random weights) or ``pretrained`` (a Hub
+      id or a local folder, loaded with ``AutoModel.from_pretrained``; with ``revision`` and ``subfolder``). A saved
+      model's config records a pretrained tower as ``backbone`` + ``source`` (its weights are in the model's files);
+    - ``component`` (*optional*): the sub-model to use, e.g. CLIP's ``"vision_model"`` / ``"text_model"``, CLAP's
+      ``"audio_model"`` / ``"text_model"``, Whisper's ``"encoder"``;
+    - ``use_projection`` (*optional*, default `False`): pool through the checkpoint's projection of that component
+      (CLIP's ``visual_projection``, CLAP's ``audio_projection``, or the module named ``projection``); the tower's
+      width is then the projection's;
+    - ``pooling``: ``"cls"`` (first token), ``"eos"`` (last non-padding token), ``"mean"`` (over the attention mask)
+      or ``"pooler"`` (the model's own ``pooler_output``); default ``"pooler"`` with a projection, else ``"cls"``;
+    - ``lora_target_modules`` (*optional*): names of the block linears LoRA wraps (default: the family's attention
+      and MLP linears, `codebind_hf.encoders.pretrained.LORA_TARGETS`); ``blocks`` (*optional*): the block list;
+    - ``input_kwarg`` (the backbone's input argument; default ``input_ids`` for text and ``pixel_values`` otherwise
+      where its forward takes them, else the first of ``input_ids``/``pixel_values``/``input_values``/``input_features``
+      it takes), ``sample_ndim`` (default by family and input: 1 for token ids and wav2vec2 waveforms, 3 for images
+      and CLAP spectrograms, 2 for AST and Whisper features).
     """
 
     def __init__(self, modality: str, config: dict, backbone_config: PreTrainedConfig | None = None):
         super().__init__()
         if backbone_config is None:  # the model passes its typed view (`CodeBindConfig.tower_config`), shared with it
-            backbone = dict(config["backbone"])
-            backbone_config = AutoConfig.for_model(backbone.pop("model_type"), **backbone)
-        try:
-            self.backbone = AutoModel.from_config(backbone_config, add_pooling_layer=False)
-        except TypeError:
-            self.backbone = AutoModel.from_config(backbone_config)
+            backbone_config = backbone_view(config)
+        where = f"modalities[{modality!r}]"
+        component = config.get("component")
+        projected = bool(config.get("use_projection", False))
+        self.pooling = config.get("pooling", "pooler" if projected else "cls")
+        model = build_backbone(config, backbone_config, self.pooling)
+        self.backbone = select_component(model, component, where)
+        self.projection = find_projection(model, component, config.get("projection"), where) if projected else None
+        check_pooling(self.backbone, self.pooling, where)
+        drop_unused_pooler(self.backbone, self.pooling)
+        own = self.backbone.config if hasattr(self.backbone, "config") else backbone_config
+        self.model_type = getattr(own, "model_type", None)
         self.modality = modality
-        self.pooling = config.get("pooling", "cls")
-        if self.pooling not in ("cls", "eos"):
-            raise ValueError(f"pooling must be 'cls' or 'eos', got {self.pooling!r}")
-        self.input_kwarg = config.get("input_kwarg", "input_ids" if modality == "text" else "pixel_values")
-        self.hidden_size = backbone_config.hidden_size
-        self.sample_ndim = config.get("sample_ndim", 1 if modality == "text" else 3)
+        self.input_kwarg = config.get("input_kwarg") or input_argument(self.backbone, modality)
+        self.hidden_size = output_width(self.projection) if projected else own.hidden_size
+        self.sample_ndim = config.get("sample_ndim", default_sample_ndim(self.model_type, self.input_kwarg))
+        self.lora_names = config.get("lora_target_modules")
         # A property, not an attribute: registering the blocks twice would duplicate their weights.
-        self._blocks_name = _find_blocks(self.backbone, backbone_config.num_hidden_layers)
-        image_size = getattr(backbone_config, "image_size", None)
-        patch_size = getattr(backbone_config, "patch_size", None)
-        if image_size and patch_size and self.input_kwarg == "pixel_values":
+        self._blocks_name = find_blocks(self.backbone, getattr(own, "num_hidden_layers", None), config.get("blocks"))
+        image_size = getattr(own, "image_size", None)
+        patch_size = getattr(own, "patch_size", None)
+        # Reconstruction reads the tokens through the heads, whose width a projection changes: none then.
+        if image_size and patch_size and self.input_kwarg == "pixel_values" and not projected:
             height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-            self.input_shape = (backbone_config.num_channels, height, width)
+            self.input_shape = (own.num_channels, height, width)
             self.num_patches = (height // patch_size) * (width // patch_size)
             self._patch_size = patch_size
 
@@ -74,15 +103,27 @@ class HFBackboneTower(ModalityTower):
             kwargs["output_attentions"] = True
         out = self.backbone(**kwargs)
         hidden = out.last_hidden_state
+        index = pooled = None
         if self.pooling == "cls":
-            pooled = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device)
-        elif attention_mask is not None:
-            pooled = attention_mask.long().sum(-1).clamp_min(1) - 1
+            index = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device)
+        elif self.pooling == "eos" and attention_mask is not None:
+            index = attention_mask.long().sum(-1).clamp_min(1) - 1
+        elif self.pooling == "eos":
+            index = torch.full((hidden.shape[0],), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device)
+        elif self.pooling == "mean":
+            pooled = mean_pool(hidden, attention_mask)
         else:
-            pooled = torch.full((hidden.shape[0],), hidden.shape[1] - 1, dtype=torch.long, device=hidden.device)
+            pooled = getattr(out, "pooler_output", None)
+            if pooled is None:
+                raise ValueError(f"{type(self.backbone).__name__} gave no pooler_output; pool with 'cls', 'eos' or 'mean'")
+        if self.projection is not None:
+            pooled = self.projection(hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+                                     if pooled is None else pooled)
+            index = None
         return TowerOutput(
             last_hidden_state=hidden,
-            pooled_index=pooled,
+            pooled_index=index,
+            pooled_output=pooled,
             hidden_states=getattr(out, "hidden_states", None) if output_hidden_states else None,
             attentions=getattr(out, "attentions", None) if output_attentions else None,
         )
@@ -108,13 +149,9 @@ class HFBackboneTower(ModalityTower):
         return self.input_shape[0] * self._patch_size**2
 
     def lora_target_modules(self, last_n_blocks: int) -> list[str]:
-        first = max(0, len(self.blocks) - last_n_blocks)
-        names = []
-        for index in range(first, len(self.blocks)):
-            for name, module in self.blocks[index].named_modules():
-                if isinstance(module, nn.Linear):
-                    names.append(f"backbone.{self._blocks_name}.{index}.{name}")
-        return names
+        """The linears LoRA wraps in the last ``last_n_blocks`` blocks: those named by ``lora_target_modules``, else
+        the family's attention and MLP linears (every linear of the blocks for a family not listed)."""
+        return lora_targets(self.blocks, f"backbone.{self._blocks_name}", last_n_blocks, self.model_type, self.lora_names)
 
     def set_gradient_checkpointing(self, enable: bool) -> None:
         self.gradient_checkpointing = enable

@@ -412,15 +412,6 @@ class ViTLensTower(ModalityTower):
         """Recompute each trunk block's activations in the backward pass while training (saves memory)."""
         self.gradient_checkpointing = bool(enable)
 
-    def train(self, mode: bool = True):
-        """Train mode, except that frozen BatchNorm layers (the point lens's, unless its parameters train) keep
-        using and keeping their running statistics: LoRA on the trunk must not re-estimate ViT-Lens's."""
-        super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm1d) and not any(p.requires_grad for p in module.parameters()):
-                module.eval()
-        return self
-
     @property
     def patch_dim(self) -> int:
         if self.stem_kind == "patch":
