@@ -355,6 +355,11 @@ def use_local_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_URL_HOSTS", constants.HF_URL_HOSTS | {"127.0.0.1"})
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # transformers keeps one `HfApi` (its endpoint fixed when first built) for its Hub calls: drop it, so the next
+    # call builds one for this endpoint, and the patch's undo drops this one.
+    from transformers.utils import hub as transformers_hub
+
+    monkeypatch.setattr(transformers_hub, "_hf_api", None)
     _loopback_only(monkeypatch)
 
 

@@ -150,7 +150,7 @@ HF_TOWER_FIELDS = {
     "backbone": dict, "pretrained": str, "revision": (str, type(None)), "subfolder": (str, type(None)),
     "component": (str, type(None)), "use_projection": bool, "projection": (str, type(None)), "pooling": str,
     "lora_target_modules": (list, type(None)), "blocks": (str, type(None)), "input_kwarg": str, "sample_ndim": int,
-    "source": dict, "processor": str,
+    "source": dict, "checkpoint_processor": str,
 }
 # What preprocesses a pretrained tower's inputs: an Auto class of its checkpoint, or CodeBind's own components.
 TOWER_PROCESSORS = ("tokenizer", "image_processor", "feature_extractor", "processor", "codebind")
@@ -173,8 +173,10 @@ def check_hf_tower(name: str, tower: dict) -> None:
         raise ValueError(f"{where}: 'revision' and 'subfolder' say where a 'pretrained' checkpoint is; there is none")
     if tower.get("pooling", "cls") not in POOLINGS:
         raise ValueError(f"{where}: pooling must be one of {list(POOLINGS)}, got {tower['pooling']!r}")
-    if tower.get("processor", "codebind") not in TOWER_PROCESSORS:
-        raise ValueError(f"{where}: processor must be one of {list(TOWER_PROCESSORS)}, got {tower['processor']!r}")
+    # Which of the checkpoint's components preprocesses ("processor" stays the modality spec's own component).
+    if tower.get("checkpoint_processor", "codebind") not in TOWER_PROCESSORS:
+        raise ValueError(f"{where}: checkpoint_processor must be one of {list(TOWER_PROCESSORS)}, got "
+                         f"{tower['checkpoint_processor']!r}")
     if tower.get("projection") and not tower.get("use_projection"):
         raise ValueError(f"{where}: 'projection' names the checkpoint projection to use; set use_projection: true")
 

@@ -142,7 +142,7 @@ class CodeBindProcessor(ProcessorMixin):
         )
 
     @classmethod
-    def from_pretrained_towers(cls, config, **kwargs) -> CodeBindProcessor:
+    def from_pretrained_towers(cls, config, **kwargs) -> "CodeBindProcessor":
         """A processor for a model's towers: each tower loaded from a transformers checkpoint preprocesses with that
         checkpoint's own tokenizer / image processor / feature extractor
         ([`~codebind_hf.processing_towers.TowerProcessors.from_config`]; ``config``: a [`CodeBindConfig`] or a model),
@@ -212,6 +212,10 @@ class CodeBindProcessor(ProcessorMixin):
         for flag in ("return_mm_token_type_ids", "return_text_replacement_offsets"):
             if merged.pop(flag, False) or merged["text_kwargs"].pop(flag, False):
                 raise ValueError(f"{flag}: CodeBind's text has no multimodal placeholder tokens")
+        if videos is None and merged["videos_kwargs"].get("video_fps") is not None:
+            raise ValueError("video_fps was given without videos")
+        if audio is None and merged["audio_kwargs"].get("sampling_rate") is not None:
+            raise ValueError("sampling_rate was given without audio")
         data = {}
         # Modalities whose pretrained tower brings its own preprocessing (codebind_hf.processing_towers).
         if self.tower_processors:
@@ -229,10 +233,6 @@ class CodeBindProcessor(ProcessorMixin):
         if any(value is not None for value in (images, depth, thermal, tactile)):
             data.update(self.image_processor(images=images, depth=depth, thermal=thermal, tactile=tactile,
                                              **merged["images_kwargs"]))
-        if videos is None and merged["videos_kwargs"].get("video_fps") is not None:
-            raise ValueError("video_fps was given without videos")
-        if audio is None and merged["audio_kwargs"].get("sampling_rate") is not None:
-            raise ValueError("sampling_rate was given without audio")
         if videos is not None:
             data.update(self.image_processor(videos=videos, **merged["videos_kwargs"]))
         if audio is not None:

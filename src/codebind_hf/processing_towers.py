@@ -111,13 +111,13 @@ class TowerProcessor:
 
     @classmethod
     def from_spec(cls, modality: str, spec: dict, view=None, **hub) -> TowerProcessor:
-        """The processor of a tower spec's checkpoint (``spec["processor"]`` picks the Auto class; default by
+        """The processor of a tower spec's checkpoint (``spec["checkpoint_processor"]`` picks the Auto class; default by
         modality, `default_kind`). ``view``: the tower's config, whose ``max_position_embeddings`` bounds text."""
         modality = canonical_modality(modality)
         source = checkpoint_source(spec)
         if source is None:
             raise ValueError(f"modalities[{modality!r}] names no pretrained checkpoint; its processor is CodeBind's own")
-        kind = spec.get("processor", default_kind(modality))
+        kind = spec.get("checkpoint_processor", default_kind(modality))
         kwargs = {**hub, "revision": source.get("commit") or source.get("revision")}
         if source.get("subfolder"):
             kwargs["subfolder"] = source["subfolder"]
@@ -243,7 +243,7 @@ class TowerProcessors(PushToHubMixin):
         config = getattr(config, "config", config)
         processors = {}
         for modality, spec in (config.modalities or {}).items():
-            if spec.get("family") == "hf" and checkpoint_source(spec) and spec.get("processor") != "codebind":
+            if spec.get("family") == "hf" and checkpoint_source(spec) and spec.get("checkpoint_processor") != "codebind":
                 processors[modality] = TowerProcessor.from_spec(modality, spec, config.tower_config(modality), **hub)
         return cls(processors)
 
