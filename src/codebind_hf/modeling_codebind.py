@@ -159,7 +159,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             with_specific = [m for m in config.path_modalities(target) if config.path_has_specific(target, m)]
             self.quantizers[target] = build_path_quantizers(config, target)
             self.specific_heads[target] = nn.ModuleDict(
-                {m: ProjectionHead(self.towers[m].hidden_size, config.specific_dim) for m in with_specific}
+                {m: ProjectionHead(self.towers[m].hidden_size, config.specific_width(m)) for m in with_specific}
             )
         self.decoder = self._build_decoder() if config.decoder_config.enabled and config.paths else None
         self.post_init()
@@ -171,7 +171,13 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 targets[modality] = (tower.num_patches, tower.patch_dim)
         if not targets:
             return None
-        in_dim = self.config.embed_dim + self.config.specific_dim
+        widths = {m: self.config.specific_width(m) for m in targets}
+        if len(set(widths.values())) > 1:  # one decoder trunk reads every modality's shared ⊕ specific tokens
+            raise ValueError(
+                f"the reconstruction decoder needs one specific width for the modalities it reconstructs; got {widths} "
+                "(set decoder.enabled false or the paths' use_reconstruction false, or give them equal specific_dims)"
+            )
+        in_dim = self.config.embed_dim + next(iter(widths.values()))
         return ReconstructionDecoder(in_dim, self.config.decoder_config, targets)
 
     # ------------------------------------------------------------------ input handling

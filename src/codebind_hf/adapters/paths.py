@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..configuration_codebind import PathConfig, normalize_path_config
+from ..configuration_codebind import PathConfig, QuantizerConfig, normalize_path_config
 from ..modalities import canonical_modality
 from ..modules.heads import ProjectionHead
 from ..quantization.quantizer import build_path_quantizers
@@ -226,7 +227,8 @@ class ModalityPathMixin(AdapterStateMixin):
             raise
         with_specific = [m for m in self.config.path_modalities(target) if self.config.path_has_specific(target, m)]
         books = build_path_quantizers(self.config, target)
-        heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_dim) for m in with_specific})
+        heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_width(m))
+                               for m in with_specific})
         reference = next(self.shared_heads[target].parameters())
         for module in (books, heads):
             module.apply(self._init_weights)  # same initialisation as modules built in __init__
@@ -287,9 +289,14 @@ class ModalityPathMixin(AdapterStateMixin):
             "shapes": {k: list(v.shape) for k, v in state.items()},
         }
 
-    def _path_dims(self, target: str) -> dict[str, int]:
-        return {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim,
+    def _path_dims(self, target: str, bridges: list[str] | None = None) -> dict:
+        dims = {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim,
                 "tower_hidden_size": self.towers[target].hidden_size}
+        modalities = self.config.path_modalities(target) if bridges is None else [*bridges, target]
+        # Per-modality widths are recorded where they differ from specific_dim (older artifacts have none).
+        widths = {m: self.config.specific_width(m) for m in modalities
+                  if self.config.has_specific(m) and self.config.specific_width(m) != self.config.specific_dim}
+        return {**dims, "specific_dims": widths} if widths else dims
 
     def save_path(
         self,
@@ -458,11 +465,12 @@ class ModalityPathMixin(AdapterStateMixin):
                 f"The path's bridges {config['path']['bridges']} need towers {missing} that this base model lacks "
                 f"(it has {sorted(self.towers)})"
             )
-        ours = self._path_dims(target)
+        ours = self._path_dims(target, config["path"].get("bridges", []))
         if config["dims"] != ours:
             raise ValueError(f"Dimension mismatch: {_differences(config['dims'], ours)}")
-        if config["quantizer"] != self.config.quantizer:
-            raise ValueError(f"Quantizer settings differ: {_differences(config['quantizer'], self.config.quantizer)}")
+        recorded = asdict(QuantizerConfig(**config["quantizer"]))  # an older artifact lacks newer (default) settings
+        if recorded != self.config.quantizer:
+            raise ValueError(f"Quantizer settings differ: {_differences(recorded, self.config.quantizer)}")
         check_base_model(self, config["base_model"], base_model_weights(self, target, config["path"]), "the path",
                          "its frozen towers/heads differ, so the path's codebooks and heads would not fit")
         # Tower tensors beyond the plain tower's (all of them, unless the path is fulltune) are LoRA's.
