@@ -25,6 +25,7 @@ VARIANTS = (
     "ema_init",  # N0 = 0 after k-means | N0 = k-means cluster sizes
     "kmeans_data",  # k-means on kmeans_init_batches batches, all tokens | first batch, CLS only
     "quantizer_output",  # unit codevectors | raw code vectors, L2 over the whole part afterwards
+    "bridge_heads",  # bridge heads and CLS tokens: the base's, frozen | the path's own copies, trained (path_owned)
 )
 # Path settings of older releases, read into `variants`.
 _LEGACY_VARIANT_KEYS = {"orthogonality_variant": "orthogonality", "code_matching_variant": "code_matching"}

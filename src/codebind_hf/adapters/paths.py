@@ -6,7 +6,8 @@ A path (named by its target modality) is a folder (local or a Hub repo) of three
   fingerprint, dims, quantizer settings, LoRA settings, every tensor's shape, the sha256 of the weights file and
   the library version;
 - ``path.safetensors``: the path's shared and specific codebooks (buffers), its specific heads, the target's shared
-  head and logit scale, and the target tower's LoRA weights (the whole target tower for ``mode="fulltune"``);
+  head and logit scale, the target tower's LoRA weights (the whole target tower for ``mode="fulltune"``), and its
+  own copies of base tensors (``path_owned.<target>.*``: bridge heads and CLS tokens, `codebind_hf.adapters.path_owned`);
 - ``README.md``: a generated model card (`codebind_hf.adapters.model_cards`).
 
 The verbs are those of every small artifact (bonds, projectors, the code index): ``save_path``, ``load_path``,
@@ -37,6 +38,7 @@ from .fingerprint import PREFIX, WeightsFingerprint, short_fingerprint
 from .io import ArtifactFormat, push_folder, resolve_hub_revision
 from .lora import add_lora, lora_adapter_keys, lora_keys, plain_state_keys, remove_lora
 from .model_cards import render_base_card, render_path_card
+from .path_owned import PREFIX as OWNED, PathOwnedMixin
 from .state import AdapterStateMixin, adapter_state, deprecated_alias, renamed_argument
 
 logger = logging.getLogger(__name__)
@@ -127,7 +129,8 @@ def _same_fingerprint(ours: str, recorded: str) -> bool:
 
 
 def _path_prefixes(target: str, mode: str) -> tuple[str, ...]:
-    prefixes = (f"quantizers.{target}.", f"specific_heads.{target}.", f"shared_heads.{target}.", f"logit_scales.{target}.")
+    prefixes = (f"quantizers.{target}.", f"specific_heads.{target}.", f"shared_heads.{target}.", f"logit_scales.{target}.",
+                f"{OWNED}.{target}.")
     return prefixes + ((f"towers.{target}.",) if mode == "fulltune" else ())
 
 
@@ -151,7 +154,7 @@ def read_path_artifact(repo_id_or_dir: str | os.PathLike | None = None, revision
 
 
 # ---------------------------------------------------------------------------- the mixin
-class ModalityPathMixin(AdapterStateMixin):
+class ModalityPathMixin(PathOwnedMixin, AdapterStateMixin):
     """Modality paths for [`CodeBindModel`]: ``add_path``, ``save_path``, ``load_path``, ``push_path``,
     ``list_paths``, ``remove_path``, and ``push_to_hub`` of the full model with a generated card.
 
@@ -200,8 +203,9 @@ class ModalityPathMixin(AdapterStateMixin):
         return sorted(self.quantizers)
 
     def add_path(self, target: str, path_config: PathConfig | dict | None = None) -> None:
-        """Create the modules of a new path (codebooks and specific heads, freshly initialised) and register its
-        settings in ``config.paths``. The towers and shared heads are the base model's; add LoRA with
+        """Create the modules of a new path (codebooks and specific heads, freshly initialised; the copies of base
+        tensors it owns, `codebind_hf.adapters.path_owned`, from the base's values) and register its settings in
+        ``config.paths``. The towers and shared heads are the base model's; add LoRA with
         `codebind_hf.adapters.lora.add_lora`.
 
         Args:
@@ -235,6 +239,7 @@ class ModalityPathMixin(AdapterStateMixin):
             module.to(device=reference.device, dtype=reference.dtype)
         self.quantizers[target] = books
         self.specific_heads[target] = heads
+        self.sync_path_owned(target)  # copies of the base's bridge heads / CLS tokens, if the path owns some
 
     def remove_path(self, target: str) -> None:
         """Drop a path: its codebooks, specific heads and config entry; take its LoRA adapters off the target tower
@@ -245,6 +250,8 @@ class ModalityPathMixin(AdapterStateMixin):
             raise KeyError(f"No path {target!r} loaded; loaded paths: {self.list_paths()}")
         del self.quantizers[target]
         del self.specific_heads[target]
+        if target in self.path_owned:
+            del self.path_owned[target]
         paths = dict(self.config.paths)
         paths.pop(target, None)
         self.config.paths = paths
@@ -502,7 +509,7 @@ class ModalityPathMixin(AdapterStateMixin):
             raise ValueError(f"Shape mismatches between the path and this base model: {wrong[:10]}")
         # The path overwrites base weights (the target's shared head and logit scale, the tower for fulltune):
         # keep them so that remove_path gives the base model back.
-        own = (f"quantizers.{target}.", f"specific_heads.{target}.")
+        own = (f"quantizers.{target}.", f"specific_heads.{target}.", f"{OWNED}.{target}.")
         adapters = lora_adapter_keys(self.towers[target], f"towers.{target}.")
         adapter_state(self).path_backups[target] = {
             k: v.detach().clone() for k, v in expected.items() if not k.startswith(own) and k not in adapters
