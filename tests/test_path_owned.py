@@ -199,3 +199,17 @@ def test_codebind_train_trains_the_copies_with_the_cache_on_and_leaves_the_base_
     fresh.load_path(result.path_dir)
     assert torch.allclose(fresh.get_features("vision", IMAGES, path="depth"),
                           result.model.eval().get_features("vision", IMAGES, path="depth"), atol=1e-6)
+
+
+def test_a_meta_device_model_initialises_the_copies_as_the_base_tensors():
+    with torch.device("meta"):
+        model = CodeBindModel(_two_path_config())
+    model.to_empty(device="cpu")
+    model.init_weights()
+    state = model.state_dict()
+    owned = [k for k in state if k.startswith("path_owned.")]
+    assert len(owned) == 2 * 10
+    for name in owned:
+        base = state[name.split(".", 2)[2]]
+        assert torch.equal(state[name], base) and torch.isfinite(base).all(), name
+    assert state[f"towers.vision.{CLS}"].std() > 0  # initialised, not left empty
