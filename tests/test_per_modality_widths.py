@@ -128,3 +128,47 @@ def test_path_quantizer_overrides_take_per_modality_codevector_widths():
     assert model.quantizers["depth"].specific["depth"].codebook.shape == (32, 32)
     assert config.paths["depth"]["quantizer"]["specific_codevector_dims"] == {"vision": 8}
     assert CodeBindConfig(**config.to_dict()).paths["depth"]["quantizer"] == config.paths["depth"]["quantizer"]
+
+
+def _per_path_config(**extra):
+    from tiny_models import BERT, VIT
+
+    modalities = {"text": {"family": "hf", "backbone": BERT}, "vision": {"family": "hf", "backbone": VIT},
+                  "depth": {"family": "hf", "backbone": {**VIT, "num_channels": 1}},
+                  "thermal": {"family": "hf", "backbone": {**VIT, "num_channels": 1}}}
+    no_orth = {"loss_weights": {"orth": 0.0}}
+    paths = {"depth": {**no_orth, "specific_dims": {"vision": 24, "depth": 16}},
+             "thermal": {**no_orth, "specific_dims": {"image": 16}}}  # thermal keeps the model's 32
+    return tiny_config(decoder=False, modalities=modalities, paths=paths, **extra)
+
+
+def test_each_path_can_have_its_own_widths(tmp_path):
+    config = _per_path_config()
+    assert config.paths["thermal"]["specific_dims"] == {"vision": 16}
+    assert [config.specific_width("vision", p) for p in ("depth", "thermal", None)] == [24, 16, 32]
+    model = mark_codebooks_trained(CodeBindModel(config).eval())
+    assert model.specific_heads["depth"]["vision"].proj.weight.shape == (24, 32)
+    assert model.specific_heads["thermal"]["vision"].proj.weight.shape == (16, 32)
+    assert model.specific_heads["thermal"]["thermal"].proj.weight.shape == (32, 32)
+    assert model.get_features("vision", IMAGES, path="depth", part="specific").shape == (3, 24)
+    assert model.get_features("vision", IMAGES, path="thermal", part="concat").shape == (3, 48)
+    # The widths travel in the path's settings: the artifact loads onto a base that has none of its own.
+    model.save_pretrained(tmp_path / "model")
+    folder = model.save_path("depth", tmp_path / "depth-path")
+    recorded = json.loads((folder / "path_config.json").read_text())
+    assert recorded["path"]["specific_dims"] == {"vision": 24, "depth": 16} and "specific_dims" not in recorded["dims"]
+    base = CodeBindModel.from_pretrained(tmp_path / "model")
+    base.remove_path("depth")
+    base.load_path(folder)
+    assert torch.equal(base.get_features("depth", DEPTH, part="concat"), model.get_features("depth", DEPTH, part="concat"))
+
+
+@pytest.mark.parametrize("specific_dims, message", [
+    ({"thermal": 8}, r"paths\['depth'\].specific_dims names \['thermal'\], not modalities of the path"),
+    ({"text": 8}, r"paths\['depth'\].specific_dims\['text'\]=8: must be >= 0, and 0 for a modality without"),
+    ({"vision": -8}, r"specific_dims\['vision'\]=-8"),
+    ({"vision": 20}, "the vision specific codevector width 8 must divide its specific width 20"),
+])
+def test_path_widths_are_validated(specific_dims, message):
+    with pytest.raises(Exception, match=message):
+        tiny_config(decoder=False, paths={"depth": {"loss_weights": {"orth": 0.0}, "specific_dims": specific_dims}})

@@ -88,7 +88,8 @@ class PathConfig:
     the ``use_*`` switches and ``shared_codebook`` are the ablations of the paper (Tables 6-7): no codebooks, no
     specific part (which also turns reconstruction off), no reconstruction, one "shared" codebook per modality. ``quantizer`` overrides the model's
     `QuantizerConfig` for this path's codebooks (sizes; ``codevector_dim`` equal to the widths is standard VQ).
-    ``lora_alpha`` ``None`` means the rank (LoRA scale 1, as the authors' LoRA).
+    ``lora_alpha`` ``None`` means the rank (LoRA scale 1, as the authors' LoRA). ``specific_dims`` gives this path's
+    specific widths per modality where they differ from the model's.
     """
 
     bridges: list[str] = field(default_factory=lambda: ["text", "vision"])
@@ -101,6 +102,9 @@ class PathConfig:
     use_reconstruction: bool = True
     shared_codebook: str = "path"
     quantizer: dict = field(default_factory=dict)
+    # This path's specific width per modality (the authors' per-experiment widths; 0 = no specific part); modalities
+    # not listed take the model's `specific_dims` / `specific_dim`.
+    specific_dims: dict[str, int] = field(default_factory=dict)
     # How the target tower is tuned: "lora" (peft, rank/alpha on the last blocks), "headtune" or "fulltune".
     mode: str = "lora"
     lora_rank: int = 4
@@ -201,6 +205,7 @@ def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
     path_config.bridges = [canonical_modality(b) for b in path_config.bridges]
     path_config.loss_weights = {**paper_loss_weights(target), **path_config.loss_weights}
     path_config.variants = normalize_variants(path_config.variants, f"paths[{target!r}].variants")
+    path_config.specific_dims = _modality_ints(path_config.specific_dims, f"paths[{target!r}].specific_dims")
     if "specific_codevector_dims" in (path_config.quantizer or {}):
         path_config.quantizer = {**path_config.quantizer, "specific_codevector_dims": _modality_ints(
             path_config.quantizer["specific_codevector_dims"], f"paths[{target!r}].quantizer.specific_codevector_dims")}
@@ -321,8 +326,8 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
                 raise ValueError(f"paths[{target!r}].loss_weights has unknown losses {unknown}; expected {list(LOSS_NAMES)}")
             normalize_variants(path["variants"], f"paths[{target!r}].variants")
             self._validate_path_ablations(target, path, quantizer)
-            narrow = {m: self.specific_width(m) for m in self.path_modalities(target)
-                      if self.has_specific(m) and self.specific_width(m) != self.embed_dim}
+            narrow = {m: self.specific_width(m, target) for m in self.path_modalities(target)
+                      if self.path_has_specific(target, m) and self.specific_width(m, target) != self.embed_dim}
             # Both forms (pooled <s, p>^2, the token cross-similarity S P^T) pair shared and specific dimensions.
             if narrow and path["loss_weights"].get("orth", 0.0) > 0 and path["use_decoupling"]:
                 raise ValueError(
@@ -344,9 +349,16 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         overrides = _dataclass_from(QuantizerConfig, {**asdict(quantizer), **(path["quantizer"] or {})}, f"{where}.quantizer")
         if self.embed_dim % overrides.codevector_dim:
             raise ValueError(f"{where}.quantizer.codevector_dim={overrides.codevector_dim} must divide embed_dim={self.embed_dim}")
+        unknown = sorted(set(path["specific_dims"]) - set(self.path_modalities(target)))
+        if unknown:
+            raise ValueError(f"{where}.specific_dims names {unknown}, not modalities of the path {self.path_modalities(target)}")
+        for modality, width in path["specific_dims"].items():
+            if width < 0 or (width > 0 and not self._tower_has_specific(modality)):
+                raise ValueError(f"{where}.specific_dims[{modality!r}]={width}: must be >= 0, and 0 for a modality "
+                                 "without a specific part (text by default)")
         for modality in self.path_modalities(target):
-            width, dim = self.specific_width(modality), overrides.specific_codevector_dim(modality)
-            if self.has_specific(modality) and width % dim:
+            width, dim = self.specific_width(modality, target), overrides.specific_codevector_dim(modality)
+            if width % dim:
                 raise ValueError(f"{where}.quantizer: the {modality} specific codevector width {dim} must divide its "
                                  f"specific width {width}")
         if min(overrides.shared_codebook_size, overrides.specific_codebook_size) < 1:
@@ -360,8 +372,7 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
             if unknown:
                 raise ValueError(f"{what} names modalities without a tower: {unknown}; modalities are {sorted(self.modalities)}")
         for modality, width in self.specific_dims.items():
-            own = bool(self.modalities[modality].get("has_specific", modality != "text"))
-            if width < 0 or (width > 0 and not own):
+            if width < 0 or (width > 0 and not self._tower_has_specific(modality)):
                 raise ValueError(f"specific_dims[{modality!r}]={width}: must be >= 0, and 0 for a modality without a "
                                  "specific part (modalities[...]['has_specific'] false; text by default)")
             dim = quantizer.specific_codevector_dim(modality)
@@ -387,15 +398,18 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
             raise KeyError(f"No path for target modality {target!r}; configured paths: {sorted(self.paths)}")
         return PathConfig(**self.paths[target])
 
+    def _tower_has_specific(self, modality: str) -> bool:
+        return bool(self.modalities[modality].get("has_specific", modality != "text"))
+
     def has_specific(self, modality: str) -> bool:
         """Whether a modality has a specific part (all but text, unless its tower config says otherwise, and not
         with a ``specific_dims`` width of 0)."""
         modality = canonical_modality(modality)
-        own = bool(self.modalities[modality].get("has_specific", modality != "text"))
-        return own and (self.specific_dims or {}).get(modality, self.specific_dim) > 0
+        return self._tower_has_specific(modality) and (self.specific_dims or {}).get(modality, self.specific_dim) > 0
 
-    def specific_width(self, modality: str) -> int:
-        """Width of the specific part of ``modality`` (``specific_dims``, else ``specific_dim``; 0 without one).
+    def specific_width(self, modality: str, path: str | None = None) -> int:
+        """Width of the specific part of ``modality`` (0 without one): in ``path``, that path's ``specific_dims``
+        where it lists the modality; else the model's ``specific_dims``, else ``specific_dim``.
 
         Example:
 
@@ -413,11 +427,16 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         ```
         """
         modality = canonical_modality(modality)
-        return (self.specific_dims or {}).get(modality, self.specific_dim) if self.has_specific(modality) else 0
+        if not self._tower_has_specific(modality):
+            return 0
+        own = (self.paths[canonical_modality(path)].get("specific_dims") or {}) if path is not None else {}
+        return own[modality] if modality in own else (self.specific_dims or {}).get(modality, self.specific_dim)
 
     def path_has_specific(self, target: str, modality: str) -> bool:
-        """Whether ``modality`` has a specific part in path ``target`` (off for every modality with use_decoupling false)."""
-        return self.has_specific(modality) and bool(self.paths[canonical_modality(target)].get("use_decoupling", True))
+        """Whether ``modality`` has a specific part in path ``target`` (a width above 0 there; off for every modality
+        with use_decoupling false)."""
+        return (self.specific_width(modality, target) > 0
+                and bool(self.paths[canonical_modality(target)].get("use_decoupling", True)))
 
     def path_modalities(self, target: str) -> list[str]:
         """The modalities a path touches: its bridges, then its target."""

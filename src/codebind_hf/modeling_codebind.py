@@ -80,7 +80,7 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
             with_specific = [m for m in config.path_modalities(target) if config.path_has_specific(target, m)]
             self.quantizers[target] = build_path_quantizers(config, target)
             self.specific_heads[target] = nn.ModuleDict(
-                {m: ProjectionHead(self.towers[m].hidden_size, config.specific_width(m)) for m in with_specific}
+                {m: ProjectionHead(self.towers[m].hidden_size, config.specific_width(m, target)) for m in with_specific}
             )
         self.decoder = self._build_decoder() if config.decoder_config.enabled and config.paths else None
         # Base tensors a path carries its own copy of (`codebind_hf.adapters.path_owned`); after the base modules,
@@ -98,7 +98,10 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
                 targets[modality] = (tower.num_patches, tower.patch_dim)
         if not targets:
             return None
-        widths = {m: self.config.specific_width(m) for m in targets}
+        config = self.config
+        widths = {f"{p}.{m}" if len(config.paths) > 1 else m: config.specific_width(m, p)
+                  for p in config.paths for m in config.path_modalities(p) if m in targets and config.path_has_specific(p, m)}
+        widths = widths or {m: config.specific_width(m) for m in targets}
         if len(set(widths.values())) > 1:  # one decoder trunk reads every modality's shared ⊕ specific tokens
             raise ValueError(
                 f"the reconstruction decoder needs one specific width for the modalities it reconstructs; got {widths} "
@@ -239,9 +242,10 @@ class CodeBindModel(ModalityPathMixin, CodeBindPreTrainedModel):
         books = self.quantizers[path] if path is not None else None
         official = path is not None and self.config.paths[path]["variants"]["quantizer_output"] == "official"
         # The authors L2-normalise [shared | specific] jointly per token (and clip): the weights need both parts.
-        joint = official and self.config.path_has_specific(path, modality)
+        joint = official
+        own_specific = path is not None and self.config.path_has_specific(path, modality)
         shared = self.shared_head_output(modality, path, pooled)
-        specific = self.specific_heads[path][modality](pooled) if (with_specific or joint) else None
+        specific = self.specific_heads[path][modality](pooled) if (with_specific or (joint and own_specific)) else None
         if clips > 1 or joint:
             shared, specific = average_clips(shared, specific, clips, joint)
         specific = specific if with_specific else None

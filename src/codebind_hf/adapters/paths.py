@@ -231,7 +231,7 @@ class ModalityPathMixin(PathOwnedMixin, AdapterStateMixin):
             raise
         with_specific = [m for m in self.config.path_modalities(target) if self.config.path_has_specific(target, m)]
         books = build_path_quantizers(self.config, target)
-        heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_width(m))
+        heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_width(m, target))
                                for m in with_specific})
         reference = next(self.shared_heads[target].parameters())
         for module in (books, heads):
@@ -296,13 +296,15 @@ class ModalityPathMixin(PathOwnedMixin, AdapterStateMixin):
             "shapes": {k: list(v.shape) for k, v in state.items()},
         }
 
-    def _path_dims(self, target: str, bridges: list[str] | None = None) -> dict:
+    def _path_dims(self, target: str, settings: dict | None = None) -> dict:
         dims = {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim,
                 "tower_hidden_size": self.towers[target].hidden_size}
-        modalities = self.config.path_modalities(target) if bridges is None else [*bridges, target]
-        # Per-modality widths are recorded where they differ from specific_dim (older artifacts have none).
-        widths = {m: self.config.specific_width(m) for m in modalities
-                  if self.config.has_specific(m) and self.config.specific_width(m) != self.config.specific_dim}
+        settings = self.config.paths[target] if settings is None else settings
+        own = settings.get("specific_dims") or {}  # the path's own widths travel in its settings
+        # Widths the path takes from this base's specific_dims are recorded where they differ from specific_dim
+        # (older artifacts have none).
+        widths = {m: self.config.specific_width(m) for m in [*settings.get("bridges", []), target]
+                  if m not in own and self.config.has_specific(m) and self.config.specific_width(m) != self.config.specific_dim}
         return {**dims, "specific_dims": widths} if widths else dims
 
     def save_path(
@@ -460,6 +462,21 @@ class ModalityPathMixin(PathOwnedMixin, AdapterStateMixin):
         logger.info("Loaded the %s path from %s", target, repo_id_or_dir)
         return target
 
+    def install_path(self, target: str, settings: dict, state: dict[str, torch.Tensor], lora: dict | None = None) -> None:
+        """Put a path into this model from its settings, its LoRA settings and its tensors (keyed by their names in
+        this model): what `load_path` does once an artifact is read and checked; converters of other layouts use it.
+        Missing, extra or mis-shaped tensors are refused and nothing is left loaded; the base tensors it overwrites
+        are kept for `remove_path`."""
+        target = canonical_modality(target)
+        if target in self.quantizers:
+            raise ValueError(f"A path for {target!r} is already loaded; remove_path({target!r}) first")
+        try:
+            self._install_path(target, settings, lora, state)
+        except Exception:
+            if target in self.quantizers:
+                self.remove_path(target)
+            raise
+
     def _check_path_fits(self, config: dict, target: str) -> None:
         """Everything that can be checked without touching the model."""
         if target not in self.towers:
@@ -472,7 +489,7 @@ class ModalityPathMixin(PathOwnedMixin, AdapterStateMixin):
                 f"The path's bridges {config['path']['bridges']} need towers {missing} that this base model lacks "
                 f"(it has {sorted(self.towers)})"
             )
-        ours = self._path_dims(target, config["path"].get("bridges", []))
+        ours = self._path_dims(target, config["path"])
         if config["dims"] != ours:
             raise ValueError(f"Dimension mismatch: {_differences(config['dims'], ours)}")
         recorded = asdict(QuantizerConfig(**config["quantizer"]))  # an older artifact lacks newer (default) settings
