@@ -28,6 +28,7 @@ from transformers.utils import logging
 
 from .adapters.path_owned import PathOwnedTensors
 from .configuration_codebind import CodeBindConfig
+from .modalities import canonical_modality
 from .encoders.imagebind_layers import ImageBindAttention, ImageBindBlock
 from .encoders.vitlens_layers import EEGPatchEmbed, PerceiverResampler
 from .modules.heads import LogitScale
@@ -137,14 +138,16 @@ class CodeBindPreTrainedModel(PreTrainedModel):
 
     def _feature_codebooks(self, modality: str, path: str | None, quantize: bool, with_specific: bool):
         """The path to use and whether to quantise: never through codebooks that were not trained. Unquantised
-        shared features use the given path (its own heads, `codebind_hf.adapters.path_owned`), else the modality's
-        unambiguous one, else none (the base's heads)."""
+        shared features use the given path where it is loaded and covers the modality (its own heads,
+        `codebind_hf.adapters.path_owned`), else the modality's unambiguous one, else none (the base's heads)."""
         covering = [p for p in self.quantizers if modality in self.config.path_modalities(p)]
         if quantize and path is None and not with_specific and not covering:
             self._warn_untrained(modality, "no path has codebooks for it")
             return None, False
         if not (quantize or with_specific):
-            return (self.resolve_path(modality, path) if path is not None else self._default_path(modality)), False
+            if path is not None:  # e.g. a projector run names its target, which has no codebooks
+                return (canonical_modality(path) if canonical_modality(path) in covering else None), False
+            return self._default_path(modality), False
         path = self.resolve_path(modality, path)
         if with_specific and not self.config.path_has_specific(path, modality):
             raise ValueError(f"Path {path!r} has no specific part (use_decoupling: false); use part='shared'")
