@@ -52,7 +52,8 @@ def average_clips(shared: torch.Tensor, specific: torch.Tensor | None, clips: in
     codebooks then quantise (the authors' order: average, then quantise, so the result is a code).
 
     Each clip is L2-normalised first, per part, or (``joint``, the authors' quantiser) over ``[shared | specific]``
-    together; the means are not re-normalised (the quantiser normalises every sub-vector itself).
+    together; the means are not re-normalised (the quantiser normalises every sub-vector itself). With
+    ``clips=1`` this only normalises (the authors' quantiser does so for every input).
 
     Example:
 
