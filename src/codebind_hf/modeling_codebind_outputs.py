@@ -45,6 +45,7 @@ class CodeBindOutput(ModelOutput):
     tactile_model_output: BaseModelOutputWithPooling | None = None
     eeg_model_output: BaseModelOutputWithPooling | None = None
     point_model_output: BaseModelOutputWithPooling | None = None
+    modality_model_outputs: dict | None = None  # the same, by name, for modalities beyond the nine (new sensors)
 
 
 def average_clips(shared: torch.Tensor, specific: torch.Tensor | None, clips: int, joint: bool = False):
