@@ -31,6 +31,7 @@ VARIANTS = (
     "ema_init",  # N0 = 0 after k-means | N0 = k-means cluster sizes
     "kmeans_data",  # k-means on kmeans_init_batches batches, all tokens | first batch, CLS only
     "quantizer_output",  # unit codevectors | raw code vectors, L2 over the whole part afterwards
+    "bridge_heads",  # bridge heads and CLS tokens: the base's, frozen | the path's own copies, trained (path_owned)
 )
 # Path settings of older releases, read into `variants`.
 _LEGACY_VARIANT_KEYS = {"orthogonality_variant": "orthogonality", "code_matching_variant": "code_matching"}
@@ -69,13 +70,20 @@ class QuantizerConfig:
     usage_decay: float = 0.99
     reinit_temperature: float = 10.0
     dead_code_alpha: float = 1e-3
+    # Per modality, the codevector width of its specific codebook (the authors' ``codevector_dim.<m>``); the
+    # shared codebook and modalities not listed use ``codevector_dim``.
+    specific_codevector_dims: dict[str, int] = field(default_factory=dict)
 
     def quantizer_kwargs(self) -> dict:
-        """Keyword arguments of `CompositionalQuantizer` other than the codebook size."""
+        """Keyword arguments of `CompositionalQuantizer` other than the codebook size (and per-modality widths)."""
         kwargs = asdict(self)
-        kwargs.pop("shared_codebook_size")
-        kwargs.pop("specific_codebook_size")
+        for key in ("shared_codebook_size", "specific_codebook_size", "specific_codevector_dims"):
+            kwargs.pop(key)
         return kwargs
+
+    def specific_codevector_dim(self, modality: str) -> int:
+        """Codevector width of the specific codebook of ``modality``."""
+        return int(self.specific_codevector_dims.get(canonical_modality(modality), self.codevector_dim))
 
 
 @dataclass
@@ -86,7 +94,8 @@ class PathConfig:
     the ``use_*`` switches and ``shared_codebook`` are the ablations of the paper (Tables 6-7): no codebooks, no
     specific part (which also turns reconstruction off), no reconstruction, one "shared" codebook per modality. ``quantizer`` overrides the model's
     `QuantizerConfig` for this path's codebooks (sizes; ``codevector_dim`` equal to the widths is standard VQ).
-    ``lora_alpha`` ``None`` means the rank (LoRA scale 1, as the authors' LoRA).
+    ``lora_alpha`` ``None`` means the rank (LoRA scale 1, as the authors' LoRA). ``specific_dims`` gives this path's
+    specific widths per modality where they differ from the model's.
     """
 
     bridges: list[str] = field(default_factory=lambda: ["text", "vision"])
@@ -99,6 +108,9 @@ class PathConfig:
     use_reconstruction: bool = True
     shared_codebook: str = "path"
     quantizer: dict = field(default_factory=dict)
+    # This path's specific width per modality (the authors' per-experiment widths; 0 = no specific part); modalities
+    # not listed take the model's `specific_dims` / `specific_dim`.
+    specific_dims: dict[str, int] = field(default_factory=dict)
     # How the target tower is tuned: "lora" (peft, rank/alpha on the last blocks), "headtune" or "fulltune".
     mode: str = "lora"
     lora_rank: int = 4
@@ -153,7 +165,7 @@ def normalize_variants(variants, where: str = "variants") -> dict[str, str]:
 
 # Annotation (a string, under `from __future__ import annotations`) -> the JSON types a config file may hold.
 _FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list, "dict[str, float]": dict,
-                "dict": dict, "dict[str, str]": (dict, str), "int | None": (int, type(None)),
+                "dict": dict, "dict[str, int]": dict, "dict[str, str]": (dict, str), "int | None": (int, type(None)),
                 "dict | None": (dict, type(None)), "list | None": (list, tuple, type(None))}
 # Keys of a saved config.json that are transformers' own, not CodeBind's.
 _GENERIC_KEYS = {f.name for f in fields(PreTrainedConfig)} | {
@@ -175,6 +187,17 @@ def _check_config_document(config: "CodeBindConfig", extra: dict) -> None:
                                                          for k in ours}, "CodeBindConfig", required=())
 
 
+def _modality_ints(table, what: str) -> dict[str, int]:
+    """A ``{modality: int}`` table with canonical names (``None`` is empty); other values are refused by name."""
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise TypeError(f"{what} must be a mapping of modality -> int, got {type(table).__name__}")
+    bad = {k: v for k, v in table.items() if isinstance(v, bool) or not isinstance(v, int)}
+    if bad:
+        raise TypeError(f"{what}: every width must be an int, got {bad}")
+    return {canonical_modality(m): int(v) for m, v in table.items()}
+
+
 def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
     """A path's settings as a plain dict: known keys only, canonical bridge names, paper weights and every variant
     filled in, ``lora_alpha`` resolved (the rank when unset); pre-``variants`` keys are read into ``variants``."""
@@ -188,6 +211,10 @@ def normalize_path_config(target: str, path: dict | PathConfig | None) -> dict:
     path_config.bridges = [canonical_modality(b) for b in path_config.bridges]
     path_config.loss_weights = {**paper_loss_weights(target), **path_config.loss_weights}
     path_config.variants = normalize_variants(path_config.variants, f"paths[{target!r}].variants")
+    path_config.specific_dims = _modality_ints(path_config.specific_dims, f"paths[{target!r}].specific_dims")
+    if "specific_codevector_dims" in (path_config.quantizer or {}):
+        path_config.quantizer = {**path_config.quantizer, "specific_codevector_dims": _modality_ints(
+            path_config.quantizer["specific_codevector_dims"], f"paths[{target!r}].quantizer.specific_codevector_dims")}
     if path_config.lora_alpha is None:
         path_config.lora_alpha = path_config.lora_rank
     if not path_config.use_decoupling:  # the decoder reads shared ⊕ specific tokens: nothing to reconstruct from
@@ -214,6 +241,9 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
             shared codebook, a specific codebook and specific head for every non-text modality of the path.
         embed_dim (`int`, *optional*, defaults to 1024): width of shared embeddings (ImageBind's output width).
         specific_dim (`int`, *optional*, defaults to 1024): width of specific embeddings.
+        specific_dims (`dict[str, int]`, *optional*): per-modality specific widths (the authors' layout: e.g. vision
+            24, audio 24, depth 16, text 0); modalities not listed use ``specific_dim``, and 0 means no specific part.
+            The codevector width of each modality's specific codebook is ``quantizer.specific_codevector_dims``.
         quantizer (`dict`, *optional*): a [`QuantizerConfig`] as dict.
         decoder ([`CodeBindDecoderConfig`] or `dict`, *optional*): the training-only reconstruction decoder, a typed
             sub-config (``config.sub_configs``).
@@ -247,6 +277,7 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
     paths: dict | None = None
     embed_dim: int = 1024
     specific_dim: int = 1024
+    specific_dims: dict | None = None
     quantizer: dict | None = None
     decoder: dict | CodeBindDecoderConfig | None = None
     initializer_range: float = 0.02
@@ -258,7 +289,10 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         check_input_keys(self.modalities)
         self.bridges = [canonical_modality(m) for m in (self.bridges if self.bridges is not None else ["text", "vision"])]
         self.bridges = [m for m in self.bridges if m in self.modalities] if self.bridges else []
+        self.specific_dims = _modality_ints(self.specific_dims, "specific_dims")
         self.quantizer = asdict(_dataclass_from(QuantizerConfig, self.quantizer, "quantizer"))
+        self.quantizer["specific_codevector_dims"] = _modality_ints(self.quantizer["specific_codevector_dims"],
+                                                                    "quantizer.specific_codevector_dims")
         self.decoder = CodeBindDecoderConfig.coerce(self.decoder)
         self.paths = {canonical_modality(t): normalize_path_config(t, p) for t, p in (self.paths or {}).items()}
         super().__post_init__(**kwargs)
@@ -289,6 +323,7 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         for what, dim in (("embed_dim", self.embed_dim), ("specific_dim", self.specific_dim)):
             if dim <= 0 or dim % quantizer.codevector_dim:
                 raise ValueError(f"{what}={dim} must be a positive multiple of quantizer.codevector_dim={quantizer.codevector_dim}")
+        self._validate_widths(quantizer)
         for target, path in self.paths.items():
             if target not in self.modalities:
                 raise ValueError(f"paths[{target!r}]: the target modality has no tower; modalities are {sorted(self.modalities)}")
@@ -300,10 +335,14 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
                 raise ValueError(f"paths[{target!r}].loss_weights has unknown losses {unknown}; expected {list(LOSS_NAMES)}")
             normalize_variants(path["variants"], f"paths[{target!r}].variants")
             self._validate_path_ablations(target, path, quantizer)
-            if self.specific_dim != self.embed_dim and path["loss_weights"].get("orth", 0.0) > 0 and path["use_decoupling"]:
+            narrow = {m: self.specific_width(m, target) for m in self.path_modalities(target)
+                      if self.path_has_specific(target, m) and self.specific_width(m, target) != self.embed_dim}
+            # Both forms (pooled <s, p>^2, the token cross-similarity S P^T) pair shared and specific dimensions.
+            if narrow and path["loss_weights"].get("orth", 0.0) > 0 and path["use_decoupling"]:
                 raise ValueError(
-                    f"paths[{target!r}] uses the orthogonality loss, which needs specific_dim == embed_dim; "
-                    f"got specific_dim={self.specific_dim}, embed_dim={self.embed_dim} (or set loss_weights['orth'] = 0)"
+                    f"paths[{target!r}] uses the orthogonality loss, which needs specific_dim == embed_dim for every "
+                    f"modality with a specific part; embed_dim={self.embed_dim}, specific widths {narrow} "
+                    "(or set loss_weights['orth'] = 0)"
                 )
             if path["mode"] not in ("lora", "headtune", "fulltune"):
                 raise ValueError(f"paths[{target!r}].mode must be 'lora', 'headtune' or 'fulltune', got {path['mode']!r}")
@@ -317,11 +356,41 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         if path["shared_codebook"] not in SHARED_CODEBOOK_MODES:
             raise ValueError(f"{where}.shared_codebook must be one of {SHARED_CODEBOOK_MODES}, got {path['shared_codebook']!r}")
         overrides = _dataclass_from(QuantizerConfig, {**asdict(quantizer), **(path["quantizer"] or {})}, f"{where}.quantizer")
-        for what, dim in (("embed_dim", self.embed_dim), ("specific_dim", self.specific_dim)):
-            if dim % overrides.codevector_dim:
-                raise ValueError(f"{where}.quantizer.codevector_dim={overrides.codevector_dim} must divide {what}={dim}")
+        if self.embed_dim % overrides.codevector_dim:
+            raise ValueError(f"{where}.quantizer.codevector_dim={overrides.codevector_dim} must divide embed_dim={self.embed_dim}")
+        unknown = sorted(set(path["specific_dims"]) - set(self.path_modalities(target)))
+        if unknown:
+            raise ValueError(f"{where}.specific_dims names {unknown}, not modalities of the path {self.path_modalities(target)}")
+        for modality, width in path["specific_dims"].items():
+            if width < 0 or (width > 0 and not self._tower_has_specific(modality)):
+                raise ValueError(f"{where}.specific_dims[{modality!r}]={width}: must be >= 0, and 0 for a modality "
+                                 "without a specific part (text by default)")
+        for modality in self.path_modalities(target):
+            width, dim = self.specific_width(modality, target), overrides.specific_codevector_dim(modality)
+            if width % dim:
+                raise ValueError(f"{where}.quantizer: the {modality} specific codevector width {dim} must divide its "
+                                 f"specific width {width}")
         if min(overrides.shared_codebook_size, overrides.specific_codebook_size) < 1:
             raise ValueError(f"{where}.quantizer: codebook sizes must be >= 1")
+
+    def _validate_widths(self, quantizer: QuantizerConfig) -> None:
+        """Per-modality specific widths and codevector widths: towers that exist, and widths that split evenly."""
+        for what, table in (("specific_dims", self.specific_dims),
+                            ("quantizer.specific_codevector_dims", quantizer.specific_codevector_dims)):
+            unknown = sorted(set(table) - set(self.modalities))
+            if unknown:
+                raise ValueError(f"{what} names modalities without a tower: {unknown}; modalities are {sorted(self.modalities)}")
+        for modality, width in self.specific_dims.items():
+            if width < 0 or (width > 0 and not self._tower_has_specific(modality)):
+                raise ValueError(f"specific_dims[{modality!r}]={width}: must be >= 0, and 0 for a modality without a "
+                                 "specific part (modalities[...]['has_specific'] false; text by default)")
+            dim = quantizer.specific_codevector_dim(modality)
+            if width % dim:
+                raise ValueError(f"specific_dims[{modality!r}]={width} must be a multiple of its specific codevector width "
+                                 f"{dim} (quantizer.specific_codevector_dims, default quantizer.codevector_dim)")
+        bad = {m: d for m, d in quantizer.specific_codevector_dims.items() if d < 1}
+        if bad:
+            raise ValueError(f"quantizer.specific_codevector_dims must be positive, got {bad}")
 
     # ------------------------------------------------------------------ typed views
     @property
@@ -348,14 +417,45 @@ class CodeBindConfig(TowerConfigViews, PreTrainedConfig):
         """The spec of ``modality`` as ``CodeBindModel.add_modality`` takes it: ``{"tower": {...}, ...}``."""
         return modality_spec(self.modalities[canonical_modality(modality)])
 
-    def has_specific(self, modality: str) -> bool:
-        """Whether a modality has a specific part (all but text, unless its tower config says otherwise)."""
-        modality = canonical_modality(modality)
+    def _tower_has_specific(self, modality: str) -> bool:
         return bool(self.modalities[modality].get("has_specific", modality != "text"))
 
+    def has_specific(self, modality: str) -> bool:
+        """Whether a modality has a specific part (all but text, unless its tower config says otherwise, and not
+        with a ``specific_dims`` width of 0)."""
+        modality = canonical_modality(modality)
+        return self._tower_has_specific(modality) and (self.specific_dims or {}).get(modality, self.specific_dim) > 0
+
+    def specific_width(self, modality: str, path: str | None = None) -> int:
+        """Width of the specific part of ``modality`` (0 without one): in ``path``, that path's ``specific_dims``
+        where it lists the modality; else the model's ``specific_dims``, else ``specific_dim``.
+
+        Example:
+
+        ```python
+        >>> from codebind_hf import CodeBindConfig
+        >>> vit = {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+        ...        "intermediate_size": 64, "image_size": 16, "patch_size": 8}
+        >>> config = CodeBindConfig(modalities={"vision": {"family": "hf", "backbone": vit},
+        ...                                     "depth": {"family": "hf", "backbone": {**vit, "num_channels": 1}}},
+        ...                         embed_dim=32, specific_dim=32, specific_dims={"depth": 16},
+        ...                         quantizer={"specific_codevector_dims": {"depth": 4}})
+        >>> config.specific_width("vision"), config.specific_width("depth"), config.quantizer_config.specific_codevector_dim("depth")
+        (32, 16, 4)
+
+        ```
+        """
+        modality = canonical_modality(modality)
+        if not self._tower_has_specific(modality):
+            return 0
+        own = (self.paths[canonical_modality(path)].get("specific_dims") or {}) if path is not None else {}
+        return own[modality] if modality in own else (self.specific_dims or {}).get(modality, self.specific_dim)
+
     def path_has_specific(self, target: str, modality: str) -> bool:
-        """Whether ``modality`` has a specific part in path ``target`` (off for every modality with use_decoupling false)."""
-        return self.has_specific(modality) and bool(self.paths[canonical_modality(target)].get("use_decoupling", True))
+        """Whether ``modality`` has a specific part in path ``target`` (a width above 0 there; off for every modality
+        with use_decoupling false)."""
+        return (self.specific_width(modality, target) > 0
+                and bool(self.paths[canonical_modality(target)].get("use_decoupling", True)))
 
     def path_modalities(self, target: str) -> list[str]:
         """The modalities a path touches: its bridges, then its target."""

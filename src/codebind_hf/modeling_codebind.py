@@ -2,107 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput
 
 from .adapters.bond_io import apply_bonds
 from .configuration_codebind import CodeBindConfig
 from .modules.decoder import ReconstructionDecoder
 from .losses.objective import CodebookRecord, compute_path_loss
 from .modeling_codebind_base import CodeBindPreTrainedModel
+from .modeling_codebind_outputs import CodeBindOutput, ModalityEncoding, average_clips
 from .modules.heads import ProjectionHead
 from .modalities import canonical_modality, is_known
 from .modeling_codebind_modalities import ModalitySetMixin
+from .adapters.path_owned import path_owned_names
 from .adapters.paths import ModalityPathMixin
 from .adapters.state import AdapterState
-from .quantization.quantizer import QuantizerOutput, build_path_quantizers
+from .quantization.quantizer import build_path_quantizers
 from .validation import check_attention_mask, check_batch, check_batch_sizes, check_token_ids
 
 PARTS = ("shared", "specific", "concat")
-
-
-@dataclass
-class CodeBindOutput(ModelOutput):
-    """Output of [`CodeBindModel.forward`]; dicts are keyed by modality.
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): weighted path loss, with `return_loss=True`.
-        loss_breakdown (`dict[str, torch.FloatTensor]`, *optional*): unweighted losses by name.
-        shared_embeds (`dict[str, torch.FloatTensor]`): unit shared embeddings `(batch, embed_dim)`.
-        specific_embeds (`dict[str, torch.FloatTensor]`): unit specific embeddings `(batch, specific_dim)`.
-        embeds (`dict[str, torch.FloatTensor]`): unit shared⊕specific embeddings (shared for text).
-        codes (`dict[str, torch.LongTensor]`): shared-codebook indices `(batch, embed_dim // codevector_dim)`.
-        text_model_output, vision_model_output, audio_model_output, ... (`BaseModelOutputWithPooling`, *optional*):
-            per modality given, with ``output_hidden_states`` or ``output_attentions`` (as CLIP's ``text_model_output``):
-            the tower's ``last_hidden_state``, ``hidden_states`` and ``attentions``, and the modality's embedding
-            (``embeds``) as ``pooler_output``.
-    """
-
-    loss: torch.FloatTensor | None = None
-    loss_breakdown: dict | None = None
-    shared_embeds: dict | None = None
-    specific_embeds: dict | None = None
-    embeds: dict | None = None
-    codes: dict | None = None
-    text_model_output: BaseModelOutputWithPooling | None = None
-    vision_model_output: BaseModelOutputWithPooling | None = None
-    audio_model_output: BaseModelOutputWithPooling | None = None
-    depth_model_output: BaseModelOutputWithPooling | None = None
-    thermal_model_output: BaseModelOutputWithPooling | None = None
-    imu_model_output: BaseModelOutputWithPooling | None = None
-    tactile_model_output: BaseModelOutputWithPooling | None = None
-    eeg_model_output: BaseModelOutputWithPooling | None = None
-    point_model_output: BaseModelOutputWithPooling | None = None
-    modality_model_outputs: dict | None = None  # the same, by name, for modalities beyond the nine (new sensors)
-
-
-def average_clips(shared: torch.Tensor, specific: torch.Tensor | None, clips: int, joint: bool = False):
-    """Mean head outputs over each sample's ``clips`` consecutive rows `(batch * clips, d)` -> `(batch, d)`: what the
-    codebooks then quantise (the authors' order: average, then quantise, so the result is a code).
-
-    Each clip is L2-normalised first, per part, or (``joint``, the authors' quantiser) over ``[shared | specific]``
-    together; the means are not re-normalised (the quantiser normalises every sub-vector itself).
-
-    Example:
-
-    ```python
-    >>> import torch
-    >>> from codebind_hf.modeling_codebind import average_clips
-    >>> shared, _ = average_clips(torch.tensor([[3.0, 0.0], [0.0, 1.0]]), None, clips=2)
-    >>> shared.tolist()
-    [[0.5, 0.5]]
-
-    ```
-    """
-    if joint and specific is not None:
-        norm = torch.cat([shared, specific], dim=-1).norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        shared, specific = shared / norm, specific / norm
-    else:
-        shared = F.normalize(shared, dim=-1)
-        specific = None if specific is None else F.normalize(specific, dim=-1)
-
-    def mean(x):
-        return x.reshape(-1, clips, x.shape[-1]).mean(1)
-
-    return mean(shared), None if specific is None else mean(specific)
-
-
-@dataclass
-class ModalityEncoding:
-    """Everything the losses need about one modality of a batch ([`CodeBindModel.encode_tower_outputs`])."""
-
-    shared: torch.Tensor  # unit pooled shared embedding (quantised if a path is used)
-    specific: torch.Tensor | None
-    shared_q: QuantizerOutput | None = None  # pooled shared quantisation, with distances
-    specific_q: QuantizerOutput | None = None
-    shared_tokens: torch.Tensor | None = None  # unit quantised tokens, for reconstruction
-    specific_tokens: torch.Tensor | None = None
-    commitment: torch.Tensor | None = None
 
 
 class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel):
@@ -146,9 +66,15 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
             with_specific = [m for m in config.path_modalities(target) if config.path_has_specific(target, m)]
             self.quantizers[target] = build_path_quantizers(config, target)
             self.specific_heads[target] = nn.ModuleDict(
-                {m: ProjectionHead(self.towers[m].hidden_size, config.specific_dim) for m in with_specific}
+                {m: ProjectionHead(self.towers[m].hidden_size, config.specific_width(m, target)) for m in with_specific}
             )
         self.decoder = self._build_decoder() if config.decoder_config.enabled and config.paths else None
+        # Base tensors a path carries its own copy of (`codebind_hf.adapters.path_owned`); after the base modules,
+        # whose initialised values the copies start from.
+        self.path_owned = nn.ModuleDict()
+        for target in config.paths:
+            if path_owned_names(self, target):
+                self.sync_path_owned(target)
         self.post_init()
 
     def _build_decoder(self) -> ReconstructionDecoder | None:
@@ -158,7 +84,16 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
                 targets[modality] = (tower.num_patches, tower.patch_dim)
         if not targets:
             return None
-        in_dim = self.config.embed_dim + self.config.specific_dim
+        config = self.config
+        widths = {f"{p}.{m}" if len(config.paths) > 1 else m: config.specific_width(m, p)
+                  for p in config.paths for m in config.path_modalities(p) if m in targets and config.path_has_specific(p, m)}
+        widths = widths or {m: config.specific_width(m) for m in targets}
+        if len(set(widths.values())) > 1:  # one decoder trunk reads every modality's shared ⊕ specific tokens
+            raise ValueError(
+                f"the reconstruction decoder needs one specific width for the modalities it reconstructs; got {widths} "
+                "(set decoder.enabled false or the paths' use_reconstruction false, or give them equal specific_dims)"
+            )
+        in_dim = self.config.embed_dim + next(iter(widths.values()))
         return ReconstructionDecoder(in_dim, self.config.decoder_config, targets)
 
     # ------------------------------------------------------------------ input handling
@@ -219,7 +154,8 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
     # `tower_outputs` + `encode_tower_outputs` are the model's one encoder path: `forward`, `get_features` and
     # training (live towers, or pooled outputs read back from the frozen-feature cache) all go through them.
     def tower_outputs(
-        self, modality: str, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, with_tokens: bool = False
+        self, modality: str, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None, with_tokens: bool = False,
+        path: str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the tower of ``modality`` on inputs without a clips axis.
 
@@ -229,19 +165,26 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
             attention_mask (`torch.Tensor`, *optional*): passed to the tower as given (only text towers take one).
             with_tokens (`bool`, *optional*, defaults to `False`): also return the patch tokens (prefix tokens
                 dropped), which the reconstruction decoder needs.
+            path (`str`, *optional*): run with this path's own copies of tower tensors (its CLS token, see
+                `codebind_hf.adapters.path_owned`); default the base tower as it is.
 
         Returns:
             `tuple`: the pooled token `(batch, hidden)` and the patch tokens `(batch, patches, hidden)` or `None`.
         """
-        out = self.run_tower(modality, inputs, attention_mask)
+        out = self.run_tower(modality, inputs, attention_mask, path=path)
         return self._pooled(out), (out.last_hidden_state[:, self.towers[modality].num_prefix_tokens :] if with_tokens else None)
 
     def run_tower(self, modality: str, inputs: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                  output_hidden_states: bool | list[int] = False, output_attentions: bool = False):
-        """The tower of ``modality`` on inputs without a clips axis: its whole `TowerOutput` (tokens, pooled index,
-        and the hidden states / attention weights when asked), which `tower_outputs` reduces to what training needs."""
-        return self.towers[modality](inputs, attention_mask=attention_mask, output_hidden_states=output_hidden_states,
-                                     output_attentions=output_attentions)
+                  output_hidden_states: bool | list[int] = False, output_attentions: bool = False, path: str | None = None):
+        """The tower of ``modality`` on inputs without a clips axis (with ``path``'s own tower tensors, if it has
+        some): its whole `TowerOutput` (tokens, pooled index, and the hidden states / attention weights when asked),
+        which `tower_outputs` reduces to what training needs."""
+        return self.run_path_module(path, f"towers.{modality}", inputs, attention_mask=attention_mask,
+                                    output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+
+    def shared_head_output(self, modality: str, path: str | None, hidden: torch.Tensor) -> torch.Tensor:
+        """The shared head of ``modality`` on tower states: path ``path``'s own copy where it has one, else the base's."""
+        return self.run_path_module(path, f"shared_heads.{modality}", hidden)
 
     @staticmethod
     def _pooled(tower_out) -> torch.Tensor:
@@ -288,32 +231,40 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
             raise ValueError(f"{modality}: patch tokens are quantised for reconstruction, which needs a specific part")
         books = self.quantizers[path] if path is not None else None
         official = path is not None and self.config.paths[path]["variants"]["quantizer_output"] == "official"
-        # The authors normalise [shared | specific] jointly per clip: their clip weights need the specific part too.
-        joint = official and clips > 1 and self.config.path_has_specific(path, modality)
-        shared = self.shared_heads[modality](pooled)
-        specific = self.specific_heads[path][modality](pooled) if (with_specific or joint) else None
-        if clips > 1:
+        # The authors L2-normalise [shared | specific] jointly per token (and clip): the weights need both parts.
+        joint = official
+        own_specific = path is not None and self.config.path_has_specific(path, modality)
+        shared = self.shared_head_output(modality, path, pooled)
+        specific = self.specific_heads[path][modality](pooled) if (with_specific or (joint and own_specific)) else None
+        if clips > 1 or joint:
             shared, specific = average_clips(shared, specific, clips, joint)
         specific = specific if with_specific else None
         if not quantize or books is None or not books.enabled:  # no codebooks (or the no-codebook ablation)
-            encoding = ModalityEncoding(F.normalize(shared, dim=-1), None if specific is None else F.normalize(specific, dim=-1))
+            encoding = ModalityEncoding(F.normalize(shared, dim=-1), None if specific is None else F.normalize(specific, dim=-1),
+                                        shared_z=shared, specific_z=specific)
+            encoding.concat = None if specific is None else _joint(shared, specific) if official else _joint(
+                encoding.shared, encoding.specific)
             if patch_tokens is not None:  # reconstruction from the unquantised tokens
-                encoding.shared_tokens = F.normalize(self.shared_heads[modality](patch_tokens), dim=-1)
+                encoding.shared_tokens = F.normalize(self.shared_head_output(modality, path, patch_tokens), dim=-1)
                 encoding.specific_tokens = F.normalize(self.specific_heads[path][modality](patch_tokens), dim=-1)
             encoding.commitment = shared.new_zeros(())
             return encoding, []
         shared_name, shared_book = books.shared_name(modality), books.shared_for(modality)
         shared_q = shared_book(shared, return_distances=return_distances)
-        encoding = ModalityEncoding(F.normalize(shared_q.quantized, dim=-1), None, shared_q=shared_q)
+        encoding = ModalityEncoding(F.normalize(shared_q.quantized, dim=-1), None, shared_q=shared_q, shared_z=shared,
+                                    specific_z=specific)
         commitment = [shared_q.commitment_loss]
         records = [CodebookRecord(shared_name, modality, shared.detach(), shared_q.indices)]
         if specific is not None:
             specific_q = books.specific_for(modality)(specific, return_distances=return_distances)
             encoding.specific, encoding.specific_q = F.normalize(specific_q.quantized, dim=-1), specific_q
+            # the authors normalise the raw code vectors of both parts together; the paper, two unit parts
+            encoding.concat = (_joint(shared_q.quantized, specific_q.quantized) if official
+                               else _joint(encoding.shared, encoding.specific))
             commitment.append(specific_q.commitment_loss)
             records.append(CodebookRecord(f"specific.{modality}", modality, specific.detach(), specific_q.indices))
         if patch_tokens is not None:
-            shared_z = self.shared_heads[modality](patch_tokens)
+            shared_z = self.shared_head_output(modality, path, patch_tokens)
             specific_z = self.specific_heads[path][modality](patch_tokens)
             shared_tok = shared_book(shared_z)
             specific_tok = books.specific_for(modality)(specific_z)
@@ -345,7 +296,7 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
         clips = 1
         if self.towers[modality].split_clips(inputs):
             clips, inputs = inputs.shape[1], inputs.flatten(0, 1)
-        out = self.run_tower(modality, inputs, attention_mask, output_hidden_states, output_attentions)
+        out = self.run_tower(modality, inputs, attention_mask, output_hidden_states, output_attentions, path=path)
         pooled = self._pooled(out)
         patch_tokens = out.last_hidden_state[:, self.towers[modality].num_prefix_tokens :] if with_tokens else None
         if isinstance(quantize, torch.Tensor):
@@ -354,6 +305,7 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
             encoding.shared = torch.where(quantize, encoding.shared, raw.shared)
             if with_specific:
                 encoding.specific = torch.where(quantize, encoding.specific, raw.specific)
+                encoding.concat = torch.where(quantize, encoding.concat, raw.concat)
             return encoding, out
         encoding, _ = self.encode_tower_outputs(modality, path, pooled, patch_tokens, with_specific, quantize, return_distances,
                                                 clips=clips)
@@ -430,12 +382,7 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
         encoding, tower_out = self._encode(modality, inputs, attention_mask, path, quantize, need_specific,
                                            output_hidden_states=output_hidden_states,
                                            output_attentions=output_attentions)
-        if part == "shared":
-            out = encoding.shared
-        elif part == "specific":
-            out = encoding.specific
-        else:
-            out = F.normalize(torch.cat([encoding.shared, encoding.specific], dim=-1), dim=-1)
+        out = {"shared": encoding.shared, "specific": encoding.specific, "concat": encoding.concat}[part]
         if bonds:
             out = apply_bonds(self, modality, out, bonds, expert_features=expert_features, inputs=given, part=part)
         return out, tower_out
@@ -516,7 +463,7 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
             fields["embeds"][modality] = shared
             if enc.specific is not None:
                 fields["specific_embeds"][modality] = enc.specific
-                fields["embeds"][modality] = F.normalize(torch.cat([shared, enc.specific], -1), dim=-1)
+                fields["embeds"][modality] = enc.concat
             if enc.shared_q is not None:
                 fields["codes"][modality] = enc.shared_q.indices
         if output_hidden_states or output_attentions:
@@ -550,6 +497,10 @@ class CodeBindModel(ModalitySetMixin, ModalityPathMixin, CodeBindPreTrainedModel
                 f"return_loss needs one path: inputs contain path targets {targets}; pass path=... (paths: {sorted(self.quantizers)})"
             )
         return targets[0]
+
+
+def _joint(shared: torch.Tensor, specific: torch.Tensor) -> torch.Tensor:
+    return F.normalize(torch.cat([shared, specific], dim=-1), dim=-1)
 
 
 __all__ = ["CodeBindPreTrainedModel", "CodeBindModel", "CodeBindOutput", "ModalityEncoding", "PARTS", "average_clips"]

@@ -26,7 +26,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import logging
 
+from .adapters.path_owned import PathOwnedTensors
 from .configuration_codebind import CodeBindConfig
+from .modalities import canonical_modality
 from .encoders.imagebind_layers import ImageBindAttention, ImageBindBlock
 from .encoders.vitlens_layers import EEGPatchEmbed, PerceiverResampler
 from .modules.heads import LogitScale
@@ -61,8 +63,9 @@ class CodeBindPreTrainedModel(PreTrainedModel):
         """Initialise the tensors ``module`` owns directly (children are visited on their own).
 
         Linear and LayerNorm layers, convolution stems, the ImageBind tokens/positions/causal mask, key/value bias
-        tokens and LayerScale, the logit scales, the decoder's positions and packed attention, and the codebooks
-        (random unit codevectors, EMA state reset, ``initialized = False``). HF backbones initialise themselves.
+        tokens and LayerScale, the logit scales, the decoder's positions and packed attention, the codebooks
+        (random unit codevectors, EMA state reset, ``initialized = False``) and the paths' own copies of base tensors
+        (the base values). HF backbones initialise themselves.
         """
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
@@ -111,6 +114,8 @@ class CodeBindPreTrainedModel(PreTrainedModel):
             # the tensors, not the decoder above it.
             for position in module.values():
                 init.zeros_(position)
+        elif isinstance(module, PathOwnedTensors):  # a path's copies start as the base tensors they copy
+            self._init_path_owned(module)
         elif isinstance(module, CompositionalQuantizer):
             codebook = initial_codebook(*module.codebook.shape).to(module.codebook.device)
             init.copy_(module.codebook, codebook)
@@ -132,13 +137,17 @@ class CodeBindPreTrainedModel(PreTrainedModel):
         return trained if torch.compiler.is_compiling() else bool(trained)
 
     def _feature_codebooks(self, modality: str, path: str | None, quantize: bool, with_specific: bool):
-        """The path to use and whether to quantise: never through codebooks that were not trained."""
+        """The path to use and whether to quantise: never through codebooks that were not trained. Unquantised
+        shared features use the given path where it is loaded and covers the modality (its own heads,
+        `codebind_hf.adapters.path_owned`), else the modality's unambiguous one, else none (the base's heads)."""
         covering = [p for p in self.quantizers if modality in self.config.path_modalities(p)]
         if quantize and path is None and not with_specific and not covering:
             self._warn_untrained(modality, "no path has codebooks for it")
             return None, False
         if not (quantize or with_specific):
-            return None, False
+            if path is not None:  # e.g. a projector run names its target, which has no codebooks
+                return (canonical_modality(path) if canonical_modality(path) in covering else None), False
+            return self._default_path(modality), False
         path = self.resolve_path(modality, path)
         if with_specific and not self.config.path_has_specific(path, modality):
             raise ValueError(f"Path {path!r} has no specific part (use_decoupling: false); use part='shared'")

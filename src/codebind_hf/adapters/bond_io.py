@@ -48,8 +48,8 @@ def _unified_width(model, modality: str, part: str) -> int:
     config = model.config
     if part != "shared" and not config.has_specific(modality):
         raise ValueError(f"Modality {modality!r} has no specific part, so a {part!r} bond cannot apply to it")
-    return {"shared": config.embed_dim, "specific": config.specific_dim,
-            "concat": config.embed_dim + config.specific_dim}[part]
+    return {"shared": config.embed_dim, "specific": config.specific_width(modality),
+            "concat": config.embed_dim + config.specific_width(modality)}[part]
 
 
 def check_bond_fits(model, config: SpaceBondConfig) -> None:

@@ -143,14 +143,15 @@ def set_trainable(model: nn.Module, target: str, mode: str) -> list[str]:
     - ``lora``: LoRA matrices of the target tower + the target's shared head + the path's specific heads;
     - ``headtune``: the target's shared head + the path's specific heads;
     - ``fulltune``: the whole target tower + those heads.
-    Bridges stay frozen in every mode; codebooks are EMA buffers, never parameters.
+    In every mode also the path's own copies of base tensors (``path_owned.<target>.*``: its bridge heads and CLS
+    tokens with ``variants.bridge_heads: official``); the base's bridges stay frozen; codebooks are EMA buffers.
     """
     target = canonical_modality(target)
     if mode not in ("lora", "headtune", "fulltune"):
         raise ValueError(f"mode must be 'lora', 'headtune' or 'fulltune', got {mode!r}")
     if mode == "lora" and target not in adapter_state(model).lora:
         raise ValueError(f"mode 'lora' needs LoRA on the {target} tower first: call add_lora(model, {target!r})")
-    heads = (f"shared_heads.{target}.", f"specific_heads.{target}.", f"logit_scales.{target}.")
+    heads = (f"shared_heads.{target}.", f"specific_heads.{target}.", f"logit_scales.{target}.", f"path_owned.{target}.")
     adapters = lora_adapter_keys(model.towers[target], f"towers.{target}.") if mode == "lora" else set()
     trainable = []
     for name, param in model.named_parameters():

@@ -6,7 +6,8 @@ A path (named by its target modality) is a folder (local or a Hub repo) of three
   fingerprint, dims, quantizer settings, LoRA settings, every tensor's shape, the sha256 of the weights file and
   the library version;
 - ``path.safetensors``: the path's shared and specific codebooks (buffers), its specific heads, the target's shared
-  head and logit scale, and the target tower's LoRA weights (the whole target tower for ``mode="fulltune"``);
+  head and logit scale, the target tower's LoRA weights (the whole target tower for ``mode="fulltune"``), and its
+  own copies of base tensors (``path_owned.<target>.*``: bridge heads and CLS tokens, `codebind_hf.adapters.path_owned`);
 - ``README.md``: a generated model card (`codebind_hf.adapters.model_cards`).
 
 The verbs are those of every small artifact (bonds, projectors, the code index): ``save_path``, ``load_path``,
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..configuration_codebind import PathConfig, normalize_path_config
+from ..configuration_codebind import PathConfig, QuantizerConfig, normalize_path_config
 from ..modalities import canonical_modality
 from ..modules.heads import ProjectionHead
 from ..quantization.quantizer import build_path_quantizers
@@ -36,6 +38,7 @@ from .fingerprint import PREFIX, WeightsFingerprint, short_fingerprint
 from .io import ArtifactFormat, push_folder, resolve_hub_revision
 from .lora import add_lora, lora_adapter_keys, lora_keys, plain_state_keys, remove_lora
 from .model_cards import render_base_card, render_path_card
+from .path_owned import PREFIX as OWNED, PathOwnedMixin
 from .path_towers import (attach_carried_tower, carried_prefixes, carried_spec, carried_tower_card, carries_tower,
                           path_modality_spec, path_tower_record, release_carried_tower)
 from .state import AdapterStateMixin, adapter_state, deprecated_alias, renamed_argument
@@ -129,7 +132,8 @@ def _same_fingerprint(ours: str, recorded: str) -> bool:
 
 
 def _path_prefixes(target: str, mode: str) -> tuple[str, ...]:
-    prefixes = (f"quantizers.{target}.", f"specific_heads.{target}.", f"shared_heads.{target}.", f"logit_scales.{target}.")
+    prefixes = (f"quantizers.{target}.", f"specific_heads.{target}.", f"shared_heads.{target}.", f"logit_scales.{target}.",
+                f"{OWNED}.{target}.")
     return prefixes + ((f"towers.{target}.",) if mode == "fulltune" else ())
 
 
@@ -153,7 +157,7 @@ def read_path_artifact(repo_id_or_dir: str | os.PathLike | None = None, revision
 
 
 # ---------------------------------------------------------------------------- the mixin
-class ModalityPathMixin(AdapterStateMixin):
+class ModalityPathMixin(PathOwnedMixin, AdapterStateMixin):
     """Modality paths for [`CodeBindModel`]: ``add_path``, ``save_path``, ``load_path``, ``push_path``,
     ``list_paths``, ``remove_path``, and ``push_to_hub`` of the full model with a generated card.
 
@@ -202,8 +206,9 @@ class ModalityPathMixin(AdapterStateMixin):
         return sorted(self.quantizers)
 
     def add_path(self, target: str, path_config: PathConfig | dict | None = None) -> None:
-        """Create the modules of a new path (codebooks and specific heads, freshly initialised) and register its
-        settings in ``config.paths``. The towers and shared heads are the base model's; add LoRA with
+        """Create the modules of a new path (codebooks and specific heads, freshly initialised; the copies of base
+        tensors it owns, `codebind_hf.adapters.path_owned`, from the base's values) and register its settings in
+        ``config.paths``. The towers and shared heads are the base model's; add LoRA with
         `codebind_hf.adapters.lora.add_lora`.
 
         Args:
@@ -229,13 +234,15 @@ class ModalityPathMixin(AdapterStateMixin):
             raise
         with_specific = [m for m in self.config.path_modalities(target) if self.config.path_has_specific(target, m)]
         books = build_path_quantizers(self.config, target)
-        heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_dim) for m in with_specific})
+        heads = nn.ModuleDict({m: ProjectionHead(self.towers[m].hidden_size, self.config.specific_width(m, target))
+                               for m in with_specific})
         reference = next(self.shared_heads[target].parameters())
         for module in (books, heads):
             module.apply(self._init_weights)  # same initialisation as modules built in __init__
             module.to(device=reference.device, dtype=reference.dtype)
         self.quantizers[target] = books
         self.specific_heads[target] = heads
+        self.sync_path_owned(target)  # copies of the base's bridge heads / CLS tokens, if the path owns some
 
     def remove_path(self, target: str) -> None:
         """Drop a path: its codebooks, specific heads and config entry; take its LoRA adapters off the target tower
@@ -246,6 +253,8 @@ class ModalityPathMixin(AdapterStateMixin):
             raise KeyError(f"No path {target!r} loaded; loaded paths: {self.list_paths()}")
         del self.quantizers[target]
         del self.specific_heads[target]
+        if target in self.path_owned:
+            del self.path_owned[target]
         paths = dict(self.config.paths)
         paths.pop(target, None)
         self.config.paths = paths
@@ -292,9 +301,16 @@ class ModalityPathMixin(AdapterStateMixin):
             **path_tower_record(self, target),  # a new modality's spec (path_towers)
         }
 
-    def _path_dims(self, target: str) -> dict[str, int]:
-        return {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim,
+    def _path_dims(self, target: str, settings: dict | None = None) -> dict:
+        dims = {"embed_dim": self.config.embed_dim, "specific_dim": self.config.specific_dim,
                 "tower_hidden_size": self.towers[target].hidden_size}
+        settings = self.config.paths[target] if settings is None else settings
+        own = settings.get("specific_dims") or {}  # the path's own widths travel in its settings
+        # Widths the path takes from this base's specific_dims are recorded where they differ from specific_dim
+        # (older artifacts have none).
+        widths = {m: self.config.specific_width(m) for m in [*settings.get("bridges", []), target]
+                  if m not in own and self.config.has_specific(m) and self.config.specific_width(m) != self.config.specific_dim}
+        return {**dims, "specific_dims": widths} if widths else dims
 
     def save_path(
         self,
@@ -456,6 +472,21 @@ class ModalityPathMixin(AdapterStateMixin):
         logger.info("Loaded the %s path from %s", target, repo_id_or_dir)
         return target
 
+    def install_path(self, target: str, settings: dict, state: dict[str, torch.Tensor], lora: dict | None = None) -> None:
+        """Put a path into this model from its settings, its LoRA settings and its tensors (keyed by their names in
+        this model): what `load_path` does once an artifact is read and checked; converters of other layouts use it.
+        Missing, extra or mis-shaped tensors are refused and nothing is left loaded; the base tensors it overwrites
+        are kept for `remove_path`."""
+        target = canonical_modality(target)
+        if target in self.quantizers:
+            raise ValueError(f"A path for {target!r} is already loaded; remove_path({target!r}) first")
+        try:
+            self._install_path(target, settings, lora, state)
+        except Exception:
+            if target in self.quantizers:
+                self.remove_path(target)
+            raise
+
     def _check_path_fits(self, config: dict, target: str) -> None:
         """Everything that can be checked without touching the model."""
         if target not in self.towers:
@@ -468,11 +499,12 @@ class ModalityPathMixin(AdapterStateMixin):
                 f"The path's bridges {config['path']['bridges']} need towers {missing} that this base model lacks "
                 f"(it has {sorted(self.towers)})"
             )
-        ours = self._path_dims(target)
+        ours = self._path_dims(target, config["path"])
         if config["dims"] != ours:
             raise ValueError(f"Dimension mismatch: {_differences(config['dims'], ours)}")
-        if config["quantizer"] != self.config.quantizer:
-            raise ValueError(f"Quantizer settings differ: {_differences(config['quantizer'], self.config.quantizer)}")
+        recorded = asdict(QuantizerConfig(**config["quantizer"]))  # an older artifact lacks newer (default) settings
+        if recorded != self.config.quantizer:
+            raise ValueError(f"Quantizer settings differ: {_differences(recorded, self.config.quantizer)}")
         check_base_model(self, config["base_model"], base_model_weights(self, target, config["path"]), "the path",
                          "its frozen towers/heads differ, so the path's codebooks and heads would not fit")
         # Tower tensors beyond the plain tower's (all of them, unless the path is fulltune) are LoRA's.
@@ -504,7 +536,7 @@ class ModalityPathMixin(AdapterStateMixin):
             raise ValueError(f"Shape mismatches between the path and this base model: {wrong[:10]}")
         # The path overwrites base weights (the target's shared head and logit scale, the tower for fulltune):
         # keep them so that remove_path gives the base model back.
-        own = (f"quantizers.{target}.", f"specific_heads.{target}.")
+        own = (f"quantizers.{target}.", f"specific_heads.{target}.", f"{OWNED}.{target}.")
         adapters = lora_adapter_keys(self.towers[target], f"towers.{target}.")
         adapter_state(self).path_backups[target] = {
             k: v.detach().clone() for k, v in expected.items() if not k.startswith(own) and k not in adapters

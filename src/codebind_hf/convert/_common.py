@@ -88,19 +88,29 @@ def load_converted_weights(model: torch.nn.Module, weights: Mapping[str, torch.T
 _SAVED_SUFFIXES = (".json", ".safetensors", ".txt", ".md", ".jinja")
 
 
+def write_model_folder_atomically(output_dir: str | os.PathLike, write: Callable[[Path], None],
+                                  folders: tuple[str, ...] = ()) -> Path:
+    """Fill a temporary sibling folder through ``write(staging)``, then switch it in for ``output_dir``
+    (`codebind_hf.adapters.io.write_dir_atomically`). An existing ``output_dir`` is replaced only if it holds nothing
+    but model/processor files and the sub-folders named in ``folders`` (e.g. ``"paths"``, which ``write`` fills)."""
+    output_dir = Path(output_dir)
+    existing = [p for p in output_dir.iterdir()] if output_dir.is_dir() else []
+    replaceable = [p.name for p in existing if (p.name.endswith(_SAVED_SUFFIXES) and p.is_file())
+                   or (p.name in folders and p.is_dir())]
+    return write_dir_atomically(output_dir, write, replaceable)
+
+
 def save_pretrained_atomically(output_dir: str | os.PathLike, *objects, **save_kwargs) -> Path:
     """``save_pretrained`` every object (a model, then e.g. its processor) into a temporary sibling folder that then
-    replaces ``output_dir`` (`codebind_hf.adapters.io.write_dir_atomically`). An existing ``output_dir`` is replaced
-    only if it holds nothing but model/processor files; ``save_kwargs`` go to the first object."""
-    output_dir = Path(output_dir)
-    existing = [p.name for p in output_dir.iterdir()] if output_dir.is_dir() else []
-    replaceable = [n for n in existing if n.endswith(_SAVED_SUFFIXES) and (output_dir / n).is_file()]
+    replaces ``output_dir`` (`write_model_folder_atomically`). An existing ``output_dir`` is replaced only if it holds
+    nothing but model/processor files; ``save_kwargs`` go to the first object."""
 
     def write(staging: Path) -> None:
         for i, obj in enumerate(objects):
             obj.save_pretrained(staging, **(save_kwargs if i == 0 else {}))
 
-    return write_dir_atomically(output_dir, write, replaceable)
+    return write_model_folder_atomically(output_dir, write)
 
 
-__all__ = ["read_json_argument", "account_weights", "load_converted_weights", "save_pretrained_atomically"]
+__all__ = ["read_json_argument", "account_weights", "load_converted_weights", "save_pretrained_atomically",
+           "write_model_folder_atomically"]

@@ -213,13 +213,15 @@ class PathObjective(nn.Module):
 
     def _pooled_outputs(self, inputs: dict, attention_mask: torch.Tensor | None, cached: dict, tokens_for: set) -> dict:
         """``{modality: (pooled, patch tokens or None)}`` from live towers (no grad when frozen) or the cache."""
-        frozen = self.frozen_towers()
+        # A frozen tower still needs gradients when the path trains its own copy of one of its tensors (a CLS token).
+        frozen = [m for m in self.frozen_towers() if not self.model.trains_path_owned(self.path, m)]
         outputs = {}
         for modality in self.modalities:
             if modality in inputs:  # towers run under the caller's autocast (mixed precision)
                 mask = attention_mask if modality == "text" else None
                 with torch.no_grad() if modality in frozen else contextlib.nullcontext():
-                    outputs[modality] = self.model.tower_outputs(modality, inputs[modality], mask, modality in tokens_for)
+                    outputs[modality] = self.model.tower_outputs(modality, inputs[modality], mask, modality in tokens_for,
+                                                                 path=self.path)
             elif modality in cached:
                 outputs[modality] = (cached[modality], None)
             else:

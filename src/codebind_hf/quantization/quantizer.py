@@ -409,11 +409,14 @@ class MultiCodebookQuantizer(nn.Module):
         shared_per_modality (`list[str]`, *optional*): the ablation of Table 7: a separate "shared" codebook for each
             of these modalities (``shared.<modality>``) instead of one for the path.
         enabled (`bool`, *optional*, defaults to `True`): `False` is the no-codebook ablation: no codebook at all.
+        specific_codevector_dims (`dict[str, int]`, *optional*): the codevector width of a modality's specific
+            codebook where it differs from ``codevector_dim`` (per-modality widths of the authors' layout).
         **kwargs: forwarded to every [`CompositionalQuantizer`].
     """
 
     def __init__(self, modalities: list[str], shared_codebook_size: int = 1024, specific_codebook_size: int = 256,
-                 shared_per_modality: list[str] | None = None, enabled: bool = True, **kwargs):
+                 shared_per_modality: list[str] | None = None, enabled: bool = True,
+                 specific_codevector_dims: dict[str, int] | None = None, **kwargs):
         super().__init__()
         self.enabled = enabled
         if not enabled:
@@ -423,7 +426,11 @@ class MultiCodebookQuantizer(nn.Module):
             self.shared = nn.ModuleDict({m: CompositionalQuantizer(shared_codebook_size, **kwargs) for m in shared_per_modality})
         else:
             self.shared = CompositionalQuantizer(shared_codebook_size, **kwargs)
-        self.specific = nn.ModuleDict({m: CompositionalQuantizer(specific_codebook_size, **kwargs) for m in modalities})
+        widths = specific_codevector_dims or {}
+        self.specific = nn.ModuleDict({
+            m: CompositionalQuantizer(specific_codebook_size, **{**kwargs, "codevector_dim": widths.get(m, kwargs.get("codevector_dim", 8))})
+            for m in modalities
+        })
 
     @property
     def per_modality_shared(self) -> bool:
@@ -461,21 +468,23 @@ class MultiCodebookQuantizer(nn.Module):
 def build_path_quantizers(config, target: str) -> MultiCodebookQuantizer:
     """The codebooks of path ``target`` of a `CodeBindConfig` (freshly initialised).
 
-    Sizes and ``codevector_dim`` are the model's ``quantizer`` settings updated with the path's ``quantizer``
-    overrides; the path's ablation switches (``use_codebooks``, ``use_decoupling``, ``shared_codebook``) decide which
+    Sizes and ``codevector_dim`` (``specific_codevector_dims`` per modality) are the model's ``quantizer`` settings
+    updated with the path's ``quantizer`` overrides; the path's ablation switches (``use_codebooks``, ``use_decoupling``, ``shared_codebook``) decide which
     codebooks exist, and its variants (``quantizer_output``, ``dead_codes``, ``ema_init``) how they behave.
     """
     path = config.paths[target]
     settings = {**config.quantizer, **(path.get("quantizer") or {})}
     variants = path.get("variants") or {}
-    kwargs = {k: v for k, v in settings.items() if k not in ("shared_codebook_size", "specific_codebook_size")}
+    kwargs = {k: v for k, v in settings.items()
+              if k not in ("shared_codebook_size", "specific_codebook_size", "specific_codevector_dims")}
     kwargs.update(raw_codes=variants.get("quantizer_output") == "official", reinit=variants.get("dead_codes", "paper"),
                   ema_init_counts=variants.get("ema_init") == "official")
     modalities = config.path_modalities(target)
     with_specific = [m for m in modalities if config.path_has_specific(target, m)]
     per_modality = modalities if path.get("shared_codebook", "path") == "modality" else None
     return MultiCodebookQuantizer(with_specific, settings["shared_codebook_size"], settings["specific_codebook_size"],
-                                  shared_per_modality=per_modality, enabled=path.get("use_codebooks", True), **kwargs)
+                                  shared_per_modality=per_modality, enabled=path.get("use_codebooks", True),
+                                  specific_codevector_dims=settings.get("specific_codevector_dims"), **kwargs)
 
 
 __all__ = ["QuantizerOutput", "CompositionalQuantizer", "MultiCodebookQuantizer", "build_path_quantizers", "nearest_codes",

@@ -35,8 +35,8 @@ class CodebookLifecycle:
         shared_source = "text" if "text" in bridges else bridges[0]
         # "shared" and "specific.<m>" / "shared.<m>" (a shared codebook per modality: initialised on that modality)
         self.init_sources = {name: (shared_source if name == "shared" else name.split(".", 1)[1]) for name in self.books}
-        self.widths = {name: (model.config.embed_dim if name.startswith("shared") else model.config.specific_dim)
-                       for name in self.books}
+        self.widths = {name: (model.config.embed_dim if name.startswith("shared")
+                              else model.config.specific_width(name.split(".", 1)[1], path)) for name in self.books}
 
     def is_initialized(self) -> bool:
         return all(bool(book.initialized) for book in self.books.values())

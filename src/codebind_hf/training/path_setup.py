@@ -56,6 +56,7 @@ def prepare_path(model: CodeBindModel, args: PathArguments) -> str:
             model.config.paths = paths
             raise
         apply_quantizer_variants(model, target)
+        model.sync_path_owned(target)  # variants.bridge_heads decides which base tensors the path owns
     wants_decoder = settings["use_reconstruction"] and settings["loss_weights"].get("recon", 0.0) > 0
     if wants_decoder and model.decoder is None:
         model.config.decoder = {**model.config.decoder, **args.decoder, "enabled": True}
@@ -112,7 +113,7 @@ def configure_trainable(model: CodeBindModel, target: str, args: PathArguments, 
     if model.decoder is not None:
         decoded = {m for m in live if model.config.path_has_specific(target, m) and m in model.decoder.heads}
     for name, param in model.named_parameters():
-        if name.startswith("logit_scales."):
+        if name.startswith("logit_scales.") or (name.startswith("path_owned.") and ".logit_scales." in name):
             param.requires_grad_(False)
         elif name.startswith("decoder."):
             parts = name.split(".")

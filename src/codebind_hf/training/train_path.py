@@ -162,7 +162,9 @@ def train(config: TrainConfig, dataset=None, processor=None) -> TrainResult:
     else:
         target = prepare_path(model, p)
         modalities = model.config.path_modalities(target)
-        cached = [m for m in modalities if config.cache.enabled and (m != target or config.cache.target)]
+        # A tower whose CLS token the path trains (variants.bridge_heads) has no fixed outputs to cache.
+        cached = [m for m in modalities if config.cache.enabled and (m != target or config.cache.target)
+                  and not model.path_owned_overrides(target, f"towers.{m}")]
         live = [m for m in modalities if m not in cached]
         trainable = configure_trainable(model, target, p, live)
     if p.init_trained_state:  # e.g. the previous stage's final tensors
