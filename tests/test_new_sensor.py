@@ -299,3 +299,31 @@ def test_a_defined_modality_works_in_forward_features_config_and_processor(tmp_p
     # a hand-edited config with a bare tower under a new name is still a typo, not a modality
     with pytest.raises(ValueError, match="Unknown modality 'sonar'.*needs its spec"):
         CodeBindConfig(modalities={"sonar": {"family": "hf", "backbone": TINY_VIT}})
+
+
+def test_two_processes_train_the_radar_path_to_identical_weights(world, tmp_path):
+    """The new sensor under ``accelerate launch`` (2 gloo processes), as the known modalities train."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    dump = tmp_path / "dump"
+    config = _run_config(world, "ddp", training__max_train_steps=4, training__checkpointing_steps=4,
+                         training__dump_state_dir=str(dump))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--main_process_port", str(29800 + os.getpid() % 1000), "-m", "codebind_hf.training.train_path",
+               "--config", str(config), "--set", "training.per_device_batch_size=2"]  # fmt: skip
+    # accelerate 1.x's --cpu runs a single process; --multi_gpu with ACCELERATE_USE_CPU gives gloo processes.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [load_file(str(dump / f"state-rank{r}.safetensors")) for r in (0, 1)]
+    assert set(ranks[0]) == set(ranks[1]) and any(k.startswith("towers.radar.") for k in ranks[0])
+    for key, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][key]), key
+    assert bool(ranks[0]["quantizers.radar.shared.initialized"])  # k-means ran on both ranks alike
+    loaded = CodeBindModel.from_pretrained(world / "base")
+    loaded.load_path(world / "ddp" / "path")
+    assert "radar" in loaded.towers
