@@ -364,6 +364,10 @@ def test_sweep_structure(tiny_sweep):
         assert point["codebook_only"]["codebook_usage"]["mean"] is not None
         assert point["decoupling_only"]["probe_voice_specific"]["mean"] is not None
         assert point["decoupling_only"]["codebook_usage"]["mean"] is None
+        assert point["no_reconstruction"]["probe_voice_specific"]["mean"] is not None
+        assert point["no_reconstruction"]["codebook_usage"]["mean"] is not None
+        # the unquantised arms started from the same frozen bridge: they classify images identically
+        assert point["decoupling_only"]["image_zero_shot_acc"] == point["baseline"]["image_zero_shot_acc"]
     assert results["meta"]["fractions"] == keys and results["meta"]["seeds"] == [0]
 
 

@@ -23,10 +23,11 @@ from ..evaluation.analysis import probe_accuracy  # the benchmark runner's probe
 from ..evaluation.zero_shot import class_embeddings
 from ..modeling_codebind import CodeBindModel
 from .data import DemoData
-from .train import PATH
+from .train import ARM_SWITCHES, PATH
 
-QUANTIZED_ARMS = ("codebind", "codebook_only")
-DECOUPLED_ARMS = ("codebind", "decoupling_only")
+# Which arms' embeddings pass codebooks / have a specific part (the baseline: neither).
+QUANTIZED_ARMS = tuple(arm for arm, switches in ARM_SWITCHES.items() if switches.get("use_codebooks", True))
+DECOUPLED_ARMS = tuple(arm for arm, switches in ARM_SWITCHES.items() if switches.get("use_decoupling", True))
 META_COLUMNS = {"digit": 0, "voice": 1, "speed": 2, "pitch": 3}
 
 

@@ -19,6 +19,7 @@ ARM_LABELS = {
     "codebind": "CodeBind",
     "codebook_only": "codebook, no decoupling",
     "decoupling_only": "decoupling, no codebook",
+    "no_reconstruction": "no reconstruction",
 }
 MODALITY_COLORS = {"audio": "tab:red", "image": "tab:blue", "text": "black"}
 
@@ -131,7 +132,8 @@ def plot_sweep(sweep: dict, arms: list[str], path: str | os.PathLike, panels=SWE
     conditions = list(sweep)
     fig, axes = _subplots(len(conditions), len(panels), figsize=(4.6 * len(panels), 3.4 * len(conditions) + 0.8), squeeze=False)
     fig.set_layout_engine("constrained")  # room for the figure legend below the panels
-    colors = {"codebind": "tab:red", "baseline": "tab:blue", "codebook_only": "tab:green", "decoupling_only": "tab:purple"}
+    colors = {"codebind": "tab:red", "baseline": "tab:blue", "codebook_only": "tab:green", "decoupling_only": "tab:purple",
+              "no_reconstruction": "tab:orange"}
 
     def series(condition, fractions, arm, metric, fallback: bool):
         get = sweep_entry if fallback else (lambda results, name: results.get(name, {"mean": None}))

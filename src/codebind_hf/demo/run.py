@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"runs {', '.join(map(fraction_key, DEFAULT_FRACTIONS))} with 2 seeds)")
     parser.add_argument("--fractions", type=float, nargs="+", default=None, help="paired fractions in (0, 1] (overrides the sweep's)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=None, help=f"conditions (default: all of {CONDITIONS})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps of every arm at every point (default: DemoBudget.path_steps)")
     parser.add_argument("--width", type=int, default=None,
                         help="width of the shared and specific spaces (default 64: 8 sub-vectors of 8); a multiple of 8")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"results folder (default: {DEFAULT_OUTPUT})")
@@ -112,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [f for f in args.fractions or () if not 0.0 < f <= 1.0]
     if bad:
         parser.error(f"--fractions must lie in (0, 1], got {bad}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     if args.width is not None and (args.width < 8 or args.width % 8):
         parser.error(f"--width must be a positive multiple of 8 (the codevector size), got {args.width}")
     return args
@@ -161,7 +165,7 @@ def format_sweep_table(sweep: dict, arms: list[str], rows: dict[str, int], metri
     return "\n\n".join(blocks)
 
 
-def _settings(quick: bool, full: bool, seeds, fractions, conditions, width, budget=None):
+def _settings(quick: bool, full: bool, seeds, fractions, conditions, width, budget=None, steps=None):
     """What a run covers: spec, budget, seeds, fractions, conditions (the reduced default, --full or --quick)."""
     if quick and full:
         raise ValueError("--quick and --full exclude each other")
@@ -169,6 +173,8 @@ def _settings(quick: bool, full: bool, seeds, fractions, conditions, width, budg
     budget = budget or default_budget
     if width is not None:
         budget = dataclasses.replace(budget, embed_dim=width, specific_dim=width)
+    if steps is not None:
+        budget = dataclasses.replace(budget, path_steps=steps)
     default_fractions, default_seeds = (QUICK_FRACTIONS, 1) if quick else (FULL_FRACTIONS, 3) if full else (DEFAULT_FRACTIONS, 2)
     fractions = sorted(set(fractions or default_fractions))
     conditions = list(dict.fromkeys(conditions or CONDITIONS))
@@ -192,13 +198,14 @@ def run_demo(
     conditions: list[str] | None = None,
     width: int | None = None,
     budget: DemoBudget | None = None,
+    steps: int | None = None,
 ) -> dict:
     """Run the sweep and return what ``results.json`` holds: ``{"sweep": {condition: {fraction: {arm: {metric:
     {"mean", "std", "per_seed"}}}}}, "meta": {...}}`` (fractions as strings, ``"0.02"`` ... ``"1"``).
 
     The default is the reduced sweep (`DEFAULT_FRACTIONS`, 2 seeds); ``full`` runs `FULL_FRACTIONS` with 3 seeds,
     ``quick`` one fraction and one seed on the small spec. ``fractions`` / ``conditions`` / ``seeds`` / ``width``
-    (shared and specific width) and ``budget`` (a [`DemoBudget`]) override them.
+    (shared and specific width), ``budget`` (a [`DemoBudget`]) and ``steps`` (its ``path_steps``) override them.
 
     ``workers`` (default: one per CPU core) run the points in parallel processes with ``threads`` torch threads each
     (default 1: the demo's tiny matrices run fastest on one). With one worker they run in this process, on
@@ -207,7 +214,7 @@ def run_demo(
     """
     start = time.perf_counter()
     output = Path(output)
-    spec, budget, seed_list, fractions, conditions = _settings(quick, full, seeds, fractions, conditions, width, budget)
+    spec, budget, seed_list, fractions, conditions = _settings(quick, full, seeds, fractions, conditions, width, budget, steps)
     arms = ["codebind", "baseline", *(ABLATIONS if ablations else ())]
     points = [SweepPoint(c, f, a, s) for c in conditions for f in fractions for a in arms for s in seed_list]
     workers = max(1, min(workers or os.cpu_count() or 1, len(points)))
@@ -288,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.install_system_deps:  # the one place the demo may change the system, and only when asked
         ensure_espeak(install=True)
     run_demo(args.quick, args.output, args.ablations, args.cache_dir, args.seeds, not args.no_progress, args.workers,
-             args.threads, full=args.full, fractions=args.fractions, conditions=args.conditions, width=args.width)  # fmt: skip
+             args.threads, full=args.full, fractions=args.fractions, conditions=args.conditions, width=args.width,
+             steps=args.steps)  # fmt: skip
     return 0
 
 

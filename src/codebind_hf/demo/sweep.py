@@ -36,7 +36,7 @@ from .conditions import condition_data
 from .data import load_demo_data
 from .evaluate import aggregate, evaluate_arm
 from .processing import DemoProcessor, RowTrace
-from .train import arm_model, build_model, path_dataset, train_arm, train_bridge
+from .train import ARM_SWITCHES, arm_model, build_model, path_dataset, train_arm, train_bridge
 
 FULL_FRACTIONS = (0.02, 0.05, 0.2, 1.0)
 QUICK_FRACTIONS = (0.2,)
@@ -188,12 +188,13 @@ def _views(spec, cache_dir, conditions) -> dict:
     return views
 
 
-def blas_threads_like_torch():
-    """A context that runs BLAS (numpy, scikit-learn) on as many threads as torch: the probes' and the log-mels' small
-    products run up to 10x slower on two OpenBLAS threads of a busy machine. Scoped: the caller's settings return."""
+def single_thread_blas():
+    """A context that runs numpy's and scipy's BLAS on one thread (torch's threads are left alone): the probes'
+    L-BFGS steps and the log-mels' products are tiny, and on two OpenBLAS threads of a busy machine they run up to
+    10x slower. Scoped: the caller's settings return."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=torch.get_num_threads())
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def reference_dir(folder, seed: int):
@@ -206,7 +207,7 @@ def train_reference(spec, budget, seed: int, cache_dir, folder, progress: bool =
     clock = time.process_time()
     data = data if data is not None else _views(spec, cache_dir, ())["speech"]
     reference = build_model(data, budget, seed)
-    with blas_threads_like_torch():
+    with single_thread_blas():
         losses = train_bridge(reference, data, budget, seed, progress)
     reference.save_pretrained(reference_dir(folder, seed), include_decoder=True)
     return {"seed": seed, "bridge": loss_summary({"loss": losses}), "cpu_s": time.process_time() - clock}
@@ -232,7 +233,7 @@ def run_point(spec, budget, point: SweepPoint, cache_dir, folder, progress: bool
     reference = CodeBindModel.from_pretrained(reference_dir(folder, point.seed))
     workdir = Path(tempfile.mkdtemp(prefix="codebind-demo-"))  # the arm's base model and trainer run
     try:
-        with blas_threads_like_torch():
+        with single_thread_blas():
             model = arm_model(reference, data, budget, point.arm, point.seed)
             model, history = train_arm(model, data, budget, point.arm, point.seed, workdir, progress,
                                        path_dataset(data, point.seed, rows), processor)  # fmt: skip
@@ -277,11 +278,11 @@ def run_points(data, budget, points: list[SweepPoint], detailed: set, cache_dir,
     spawned processes (no save/load bars) or, with one worker, in this process, on ``threads`` torch threads (the
     caller's count is restored afterwards). Returns the bridges' summaries by seed and the point runs.
 
-    A seed's points are queued as soon as its bridge is saved; CodeBind points go first (the slowest), so the
+    A seed's points are queued as soon as its bridge is saved; the path-trainer arms go first (the slowest), so the
     pool ends together.
     """
     seeds = sorted({p.seed for p in points})
-    slow_first = sorted(points, key=lambda p: (p.seed, p.arm not in ("codebind", "codebook_only"), p.condition, -p.fraction))
+    slow_first = sorted(points, key=lambda p: (p.seed, p.arm not in ARM_SWITCHES, p.condition, -p.fraction))
     if workers == 1:
         views = {"speech": data}
         for condition in sorted({p.condition for p in points}):

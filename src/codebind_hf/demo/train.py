@@ -10,9 +10,10 @@ Stage 1 (the audio path), one arm each, from the same initial weights, over the 
 - ``codebind``: the library's path trainer, [`codebind_hf.training.train_path.train`], on a `datasets.Dataset`
   of raw waveforms + sampling rate, paired images and digit labels (prompts come from the label and templates);
 - ``baseline``: hard alignment, ImageBind style: one projection, InfoNCE to both bridges, no codebook;
-- ``codebook_only`` (ablation): the path trainer on a model without specific heads (no decoupling);
-- ``decoupling_only`` (ablation): shared/specific heads, orthogonality, uniformity and reconstruction,
-  without any codebook.
+- the component ablations (paper Table 6), each the path trainer with one of the path's ablation switches
+  (``ARM_SWITCHES``; docs/faithfulness.md): ``codebook_only`` (``use_decoupling: false``: no specific heads, so no
+  orthogonality, uniformity or reconstruction), ``decoupling_only`` (``use_codebooks: false``: unquantised heads, no
+  vq / ctr / cuni / cm) and ``no_reconstruction`` (``use_reconstruction: false``).
 """
 
 from __future__ import annotations
@@ -22,20 +23,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..configuration_codebind import CodeBindConfig
 from ..encoders import precomputed as _precomputed  # noqa: F401  registers model_type "codebind_precomputed"
-from ..losses.functional import info_nce, orthogonality, reconstruction, uniformity
+from ..losses.functional import info_nce
 from ..modalities import INPUT_KEYS
 from ..modeling_codebind import CodeBindModel
-from ..losses.objective import alignment_pairs
 from .data import DIGIT_WORDS, DemoData
 
 PATH = "audio"
 BRIDGES = ("text", "vision")
-ARMS = ("codebind", "baseline", "codebook_only", "decoupling_only")
-ABLATIONS = ("codebook_only", "decoupling_only")
+ARMS = ("codebind", "baseline", "codebook_only", "decoupling_only", "no_reconstruction")
+ABLATIONS = ("codebook_only", "decoupling_only", "no_reconstruction")
+# The arms the path trainer runs, and the path switches each sets (the model's and codebind-train's ablation keys).
+ARM_SWITCHES = {
+    "codebind": {},
+    "codebook_only": {"use_decoupling": False},
+    "decoupling_only": {"use_codebooks": False},
+    "no_reconstruction": {"use_reconstruction": False},
+}
 
 
 @dataclass
@@ -84,11 +90,10 @@ QUICK_BUDGET = DemoBudget(bridge_steps=80, path_steps=60, batch_size=48)
 
 
 # ---------------------------------------------------------------------------------------------- model
-def demo_config(data: DemoData, budget: DemoBudget, decoupled: bool = True) -> CodeBindConfig:
+def demo_config(data: DemoData, budget: DemoBudget, switches: dict | None = None) -> CodeBindConfig:
     """A tiny CodeBind config: text = lookup of the MiniLM prompt embeddings, image and audio = ViTs.
 
-    ``decoupled=False`` gives the "codebook without decoupling" ablation: no specific heads, hence no
-    specific codebooks, no reconstruction, orthogonality or uniformity.
+    ``switches``: the path's ablation keys (``ARM_SWITCHES[arm]``), e.g. ``{"use_decoupling": False}``.
     """
     spec = data.spec
     vit = {
@@ -102,17 +107,17 @@ def demo_config(data: DemoData, budget: DemoBudget, decoupled: bool = True) -> C
     text_table = {"model_type": "codebind_precomputed", "num_embeddings": len(data.prompts), "hidden_size": data.text_embeddings.shape[1]}
     modalities = {
         "text": {"family": "hf", "backbone": text_table, "pooling": "cls", "has_specific": False},
-        "vision": {"family": "hf", "backbone": {**vit, "image_size": spec.image_size, "patch_size": budget.image_patch}, "has_specific": decoupled},
+        "vision": {"family": "hf", "backbone": {**vit, "image_size": spec.image_size, "patch_size": budget.image_patch}},
         "audio": {
             "family": "hf",
             "backbone": {**vit, "image_size": [spec.n_mels, spec.n_frames], "patch_size": budget.audio_patch},
-            "has_specific": decoupled,
         },
     }
     return CodeBindConfig(
         modalities=modalities,
         bridges=list(BRIDGES),
-        paths={PATH: {"bridges": list(BRIDGES), "temperature": budget.temperature, "loss_weights": dict(budget.loss_weights)}},
+        paths={PATH: {"bridges": list(BRIDGES), "temperature": budget.temperature, "loss_weights": dict(budget.loss_weights),
+                      **(switches or {})}},
         embed_dim=budget.embed_dim,
         specific_dim=budget.specific_dim,
         quantizer={
@@ -124,10 +129,10 @@ def demo_config(data: DemoData, budget: DemoBudget, decoupled: bool = True) -> C
     )
 
 
-def build_model(data: DemoData, budget: DemoBudget, seed: int, decoupled: bool = True) -> CodeBindModel:
+def build_model(data: DemoData, budget: DemoBudget, seed: int, switches: dict | None = None) -> CodeBindModel:
     """A freshly initialised demo model (seeded) whose text tower holds the MiniLM prompt embeddings."""
     torch.manual_seed(seed)
-    model = CodeBindModel(demo_config(data, budget, decoupled))
+    model = CodeBindModel(demo_config(data, budget, switches))
     model.towers["text"].backbone.load_table(data.text_embeddings)
     model.towers["text"].requires_grad_(False)
     return model
@@ -147,17 +152,18 @@ def freeze_bridge(model: CodeBindModel) -> None:
 
 
 def arm_model(reference: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int) -> CodeBindModel:
-    """The starting point of an arm: the reference's initial weights (bridge included) in the arm's architecture."""
+    """The starting point of an arm: the reference's initial weights (bridge included) in the arm's architecture
+    (an ablation has a part of the reference's modules: it takes their weights, so every arm starts alike)."""
     if arm not in ARMS:
         raise ValueError(f"Unknown arm {arm!r}; expected one of {ARMS}")
-    if arm != "codebook_only":
+    if not ARM_SWITCHES.get(arm):
         model = copy.deepcopy(reference)
     else:
-        model = build_model(data, budget, seed, decoupled=False)
+        model = build_model(data, budget, seed, ARM_SWITCHES[arm])
         state = reference.state_dict()
         missing = model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()}, strict=False).missing_keys
         if missing:
-            raise RuntimeError(f"codebook_only arm could not take these weights from the reference: {missing}")
+            raise RuntimeError(f"{arm} arm could not take these weights from the reference: {missing}")
     freeze_bridge(model)
     return model
 
@@ -203,35 +209,6 @@ def baseline_loss(model: CodeBindModel, batch: dict[str, torch.Tensor], temperat
     image = model.get_features("vision", batch["pixel_values"], quantize=False)
     align = info_nce(audio, text, temperature) + info_nce(audio, image, temperature)
     return align, {"align": align.detach()}
-
-
-def _unquantised_parts(model: CodeBindModel, modality: str, inputs: torch.Tensor):
-    """Unit pooled shared/specific embeddings and unit patch tokens of both heads."""
-    hidden = model.towers[modality](inputs).last_hidden_state
-    shared = F.normalize(model.shared_heads[modality](hidden), dim=-1)
-    if not model.config.has_specific(modality):
-        return shared[:, 0], None, None, None
-    specific = F.normalize(model.specific_heads[PATH][modality](hidden), dim=-1)
-    return shared[:, 0], specific[:, 0], shared[:, 1:], specific[:, 1:]
-
-
-def decoupling_loss(model: CodeBindModel, batch: dict[str, torch.Tensor], budget: DemoBudget) -> tuple[torch.Tensor, dict]:
-    """Ablation "decoupling without codebook": the path loss's align, orth, uni and recon terms, unquantised."""
-    keys = {"text": "input_ids", "vision": "pixel_values", "audio": "audio_values"}
-    parts = {m: _unquantised_parts(model, m, batch[k]) for m, k in keys.items()}
-    pairs = alignment_pairs(PATH, list(BRIDGES))
-    # the mean over the pairs, as the path loss (and the authors' code) normalises it
-    losses = {"align": torch.stack([info_nce(parts[a][0], parts[b][0], budget.temperature) for a, b in pairs]).mean()}
-    decoupled = [m for m in ("vision", "audio") if parts[m][1] is not None]
-    losses["orth"] = torch.stack([orthogonality(parts[m][0], parts[m][1]) for m in decoupled]).mean()
-    losses["uni"] = torch.stack([uniformity(parts[m][1]) for m in decoupled]).mean()
-    recon = []
-    for m in decoupled:
-        pred = model.decoder(m, torch.cat([parts[m][2], parts[m][3]], dim=-1), torch.cat([parts[m][0], parts[m][1]], dim=-1))
-        recon.append(reconstruction(pred, model.towers[m].patchify(batch[keys[m]])))
-    losses["recon"] = torch.stack(recon).mean()
-    total = sum(budget.loss_weights.get(name, 0.0) * value for name, value in losses.items())
-    return total, {k: v.detach() for k, v in losses.items()}
 
 
 # ---------------------------------------------------------------------------------------------- loops
@@ -324,13 +301,18 @@ def path_dataset(data: DemoData, seed: int, rows=None):
 
 def train_config(data: DemoData, budget: DemoBudget, arm: str, seed: int, base_dir: Path, output_dir: Path,
                  progress: bool = True):
-    """The path trainer's configuration of an arm (every arm shares the optimisation settings)."""
+    """The path trainer's configuration of an arm (every arm shares the optimisation settings; an ablation sets its
+    path switches)."""
     from ..training.config import TrainConfig
+
+    switches = ARM_SWITCHES[arm]
 
     return TrainConfig.from_dict({
         "model": {"name_or_path": str(base_dir)},
         "path": {"target": PATH, "bridges": list(BRIDGES), "mode": "fulltune", "temperature": budget.temperature,
-                 "loss_weights": dict(budget.loss_weights), "reconstruction": arm != "codebook_only"},
+                 "loss_weights": dict(budget.loss_weights), "use_codebooks": switches.get("use_codebooks", True),
+                 "use_decoupling": switches.get("use_decoupling", True),
+                 "reconstruction": switches.get("use_reconstruction", True) and switches.get("use_decoupling", True)},
         "data": {"columns": dict(COLUMNS), "prompt_templates": list(data.spec.templates), "eval_split": None},
         "codebooks": {"kmeans_init": "always", "kmeans_init_batches": 1},
         "training": {"output_dir": str(output_dir), "seed": seed, "per_device_batch_size": budget.batch_size,
@@ -380,7 +362,7 @@ def _same_batches(model: CodeBindModel, data: DemoData, budget: DemoBudget, seed
 
 def train_with_own_loss(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int,
                         progress: bool = True, dataset=None, processor=None) -> dict[str, list[float]]:
-    """Stage 1 of a codebook-free arm: the trainer's batches, optimiser and schedule, the arm's own loss."""
+    """Stage 1 of the hard-alignment baseline: the trainer's batches, optimiser and schedule, its own loss."""
     from ..training.config import PathArguments, TrainingArguments
     from ..training.path_setup import build_optimizer, configure_trainable
 
@@ -400,7 +382,7 @@ def train_with_own_loss(model: CodeBindModel, data: DemoData, budget: DemoBudget
         collator.epoch = epoch
         for batch in loader:
             inputs = {INPUT_KEYS[m]: x for m, x in batch["inputs"].items()}
-            loss, terms = baseline_loss(model, inputs, budget.temperature) if arm == "baseline" else decoupling_loss(model, inputs, budget)
+            loss, terms = baseline_loss(model, inputs, budget.temperature)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{arm}: loss became {loss.item()} at step {len(history['loss'])}")
             optimizer.zero_grad(set_to_none=True)
@@ -430,7 +412,7 @@ def train_arm(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str
     through the trainer's sampler and collator."""
     if arm not in ARMS:
         raise ValueError(f"Unknown arm {arm!r}; expected one of {ARMS}")
-    if arm in ("codebind", "codebook_only"):
+    if arm in ARM_SWITCHES:
         return train_with_path_trainer(model, data, budget, arm, seed, Path(workdir), progress, dataset, processor)
     return model, train_with_own_loss(model, data, budget, arm, seed, progress, dataset, processor)
 
@@ -440,6 +422,7 @@ __all__ = [
     "BRIDGES",
     "ARMS",
     "ABLATIONS",
+    "ARM_SWITCHES",
     "DemoBudget",
     "DEFAULT_BUDGET",
     "QUICK_BUDGET",
@@ -455,7 +438,6 @@ __all__ = [
     "train_with_path_trainer",
     "train_with_own_loss",
     "baseline_loss",
-    "decoupling_loss",
     "train_bridge",
     "train_arm",
 ]
