@@ -239,7 +239,7 @@ def run_demo(
     point_meta: dict = {}
     for p in points:
         run = by_key[p]
-        entry = {k: run[k] for k in ("seed", "loss", "batch_size", "subset", "row_order", "cpu_s")}
+        entry = {k: run[k] for k in ("seed", "loss", "batch_size", "subset", "row_order", "bridge_sha256", "cpu_s")}
         point_meta.setdefault(p.condition, {}).setdefault(fraction_key(p.fraction), {}).setdefault(p.arm, []).append(entry)
 
     first = {p.arm: by_key[p] for p in detailed if (p.condition, p.fraction) == reference}

@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..adapters.integrity import tensors_sha256
 from ..modeling_codebind import CodeBindModel
 from .conditions import condition_data
 from .data import load_demo_data
 from .evaluate import aggregate, evaluate_arm
 from .processing import DemoProcessor, RowTrace
-from .train import ARM_SWITCHES, arm_model, build_model, path_dataset, train_arm, train_bridge
+from .train import ARM_SWITCHES, BRIDGES, arm_model, bridge_state, build_model, path_dataset, train_arm, train_bridge
 
 FULL_FRACTIONS = (0.02, 0.05, 0.2, 1.0)
 QUICK_FRACTIONS = (0.2,)
@@ -217,11 +218,12 @@ def run_point(spec, budget, point: SweepPoint, cache_dir, folder, progress: bool
               views: dict | None = None) -> dict:
     """Stage 1 and the evaluation of one point, from its seed's saved stage-0 reference.
 
-    Returns ``{condition, fraction, arm, seed, metrics, loss, subset, batch_size, row_order, cpu_s}`` (``row_order``:
-    the [`row_order_digest`] of the rows of the training steps and how many steps it covers; ``cpu_s``: CPU seconds
+    Returns ``{condition, fraction, arm, seed, metrics, loss, subset, batch_size, row_order, bridge_sha256, cpu_s}``
+    (``row_order``: the [`row_order_digest`] of the rows of the training steps and how many steps it covers;
+    ``bridge_sha256``: the trained model's bridge weights, the seed's stage-0 ones; ``cpu_s``: CPU seconds
     of this process, what the run-time estimate of a quiet machine adds up) and, with
     ``keep_details``, what the plots need (embeddings, loss curve, codebook statistics). Raises if the arm was given
-    a row outside its subset or fewer batches than steps.
+    a row outside its subset or fewer batches than steps, or changed the bridge.
     """
     clock = time.process_time()
     views = views if views is not None else _views(spec, cache_dir, (point.condition,))
@@ -245,9 +247,13 @@ def run_point(spec, budget, point: SweepPoint, cache_dir, folder, progress: bool
     if len(steps) < budget.path_steps or outside:
         raise RuntimeError(f"{point}: the arm trained on {len(steps)} batches for {budget.path_steps} steps, "
                            f"{len(outside)} rows outside its subset; the comparison would be unfair")  # fmt: skip
+    bridge = tensors_sha256(bridge_state(model))
+    if bridge != tensors_sha256(bridge_state(reference)):
+        raise RuntimeError(f"{point}: the arm changed the frozen stage-0 bridge of seed {point.seed} (towers or shared "
+                           f"heads of {BRIDGES}); the comparison would be unfair")  # fmt: skip
     out = {**dataclasses.asdict(point), "metrics": metrics, "loss": loss_summary(history), "batch_size": budget.batch_size,
            "subset": subset_shape(data.audio_train_meta, rows),
-           "row_order": {"digest": row_order_digest(steps), "steps": len(steps)},
+           "row_order": {"digest": row_order_digest(steps), "steps": len(steps)}, "bridge_sha256": bridge,
            "cpu_s": time.process_time() - clock}  # fmt: skip
     shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("zero_shot_acc", "probe_voice_specific", "probe_voice_shared")
                       if metrics[k] is not None)  # fmt: skip
