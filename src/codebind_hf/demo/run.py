@@ -3,16 +3,17 @@
 1. builds (first run) or loads the embedded dataset (spoken digits by espeak-ng, sklearn's handwritten
    digits, MiniLM prompt embeddings);
 2. per seed: stage 0 aligns a small image tower to the frozen text embeddings (the bridge); stage 1 trains
-   the audio path as CodeBind and, from the same weights and batches, as a hard-alignment baseline
-   (plus two ablations with ``--ablations``);
+   the audio path, on each paired fraction of each condition (speech; a vibration-sensor view), as CodeBind and,
+   from the same weights and batches, as a hard-alignment baseline (plus the ablations with ``--ablations``);
 3. measures zero-shot accuracy, retrieval, voice/speed/pitch probes and codebook usage on held-out voices,
-   prints a table and writes ``results.json`` and PNG plots to ``--output``.
+   prints the sweep's table and writes ``results.json`` and PNG plots to ``--output``.
 
 Example:
 
 ```bash
-codebind-demo                     # 3 seeds on 2 worker processes, under 10 minutes on 2 CPU cores
-codebind-demo --quick             # CI: 1 seed, fewer clips and steps, under 2 minutes
+codebind-demo                     # reduced sweep: 2 %, 20 %, 100 % of the paired clips, 2 seeds, 2 worker processes
+codebind-demo --full              # the full sweep: 2 %, 5 %, 20 %, 100 %, 3 seeds
+codebind-demo --quick             # CI: one fraction, 1 seed, fewer clips and steps
 codebind-demo --ablations --output runs/demo
 ```
 """
