@@ -23,10 +23,11 @@ from ..evaluation.analysis import probe_accuracy  # the benchmark runner's probe
 from ..evaluation.zero_shot import class_embeddings
 from ..modeling_codebind import CodeBindModel
 from .data import DemoData
-from .train import PATH
+from .train import ARM_SWITCHES, PATH
 
-QUANTIZED_ARMS = ("codebind", "codebook_only")
-DECOUPLED_ARMS = ("codebind", "decoupling_only")
+# Which arms' embeddings pass codebooks / have a specific part (the baseline: neither).
+QUANTIZED_ARMS = tuple(arm for arm, switches in ARM_SWITCHES.items() if switches.get("use_codebooks", True))
+DECOUPLED_ARMS = tuple(arm for arm, switches in ARM_SWITCHES.items() if switches.get("use_decoupling", True))
 META_COLUMNS = {"digit": 0, "voice": 1, "speed": 2, "pitch": 3}
 
 
@@ -125,9 +126,15 @@ def evaluate_arm(
     classes = class_embeddings(emb.text_shared, data.prompt_labels)
     to_image = recall_at_k(emb.audio_shared, digits, emb.image_shared, data.image_test_labels)
     to_text = recall_at_k(emb.audio_shared, digits, emb.text_shared, data.prompt_labels)
+    # The bridge's own image zero-shot (unquantised images and prompts): the same for every arm of a seed, since every
+    # arm freezes the same stage-0 bridge; through a codebook arm's trained codebook it is a property of that arm.
+    raw = embed_arm(model, arm, data, quantize=False) if arm in QUANTIZED_ARMS else emb
+    raw_classes = class_embeddings(raw.text_shared, data.prompt_labels)
     metrics: dict[str, float | None] = {
         "zero_shot_acc": zero_shot_accuracy(emb.audio_shared, digits, classes),
-        "image_zero_shot_acc": zero_shot_accuracy(emb.image_shared, data.image_test_labels, classes),
+        "image_zero_shot_acc": zero_shot_accuracy(raw.image_shared, data.image_test_labels, raw_classes),
+        "image_zero_shot_acc_quantized": (zero_shot_accuracy(emb.image_shared, data.image_test_labels, classes)
+                                          if arm in QUANTIZED_ARMS else None),
         "audio_to_image_r1": to_image[1],
         "audio_to_image_r5": to_image[5],
         "audio_to_text_r1": to_text[1],
@@ -142,10 +149,7 @@ def evaluate_arm(
             metrics[f"probe_{attribute}_{part}"] = None if features is None else probe_accuracy(features, labels, seed)
     if arm in QUANTIZED_ARMS:
         # The same metrics before the codebooks (``get_features(..., quantize=False)``): what quantisation costs.
-        raw = embed_arm(model, arm, data, quantize=False)
-        metrics["zero_shot_acc_prequant"] = zero_shot_accuracy(
-            raw.audio_shared, digits, class_embeddings(raw.text_shared, data.prompt_labels)
-        )
+        metrics["zero_shot_acc_prequant"] = zero_shot_accuracy(raw.audio_shared, digits, raw_classes)
         raw_parts = {"shared": raw.audio_shared, "specific": raw.audio_specific, "concat": raw.audio_concat}
         for attribute in ("voice", "speed"):
             labels = meta[:, META_COLUMNS[attribute]]

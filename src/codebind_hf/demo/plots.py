@@ -12,12 +12,14 @@ import torch
 
 from ..adapters.io import write_file_atomically
 from .evaluate import ArmEmbeddings
+from .sweep import sweep_entry
 
 ARM_LABELS = {
     "baseline": "hard alignment (baseline)",
     "codebind": "CodeBind",
     "codebook_only": "codebook, no decoupling",
     "decoupling_only": "decoupling, no codebook",
+    "no_reconstruction": "no reconstruction",
 }
 MODALITY_COLORS = {"audio": "tab:red", "image": "tab:blue", "text": "black"}
 
@@ -43,6 +45,7 @@ def plot_tsne(
     prompt_labels: torch.Tensor,
     path: str | os.PathLike,
     seed: int = 0,
+    title: str = "Shared embeddings (t-SNE): held-out voices, held-out images, class prompts",
 ) -> Path:
     """t-SNE of the shared embeddings of test audio, test images and prompts, one column per arm.
 
@@ -71,7 +74,7 @@ def plot_tsne(
             ax.set_yticks([])
     axes[0, 0].legend(loc="best", markerscale=2)
     fig.colorbar(scatter, ax=axes[1, :].tolist(), ticks=range(10), label="digit", shrink=0.8)
-    fig.suptitle("Shared embeddings (t-SNE): held-out voices, held-out images, class prompts")
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -112,6 +115,59 @@ def plot_probes(results: dict, arms: list[str], path: str | os.PathLike, attribu
     return _save(fig, path)
 
 
+SWEEP_PANELS = (
+    ("zero_shot_acc", "zero-shot digit accuracy"),
+    ("probe_voice_specific", "voice probe, specific part"),
+    ("probe_speed_specific", "speed probe, specific part"),
+)
+
+
+def plot_sweep(sweep: dict, arms: list[str], path: str | os.PathLike, panels=SWEEP_PANELS) -> Path:
+    """Metrics against the paired fraction (log axis), one line per arm with error bars (std over seeds); a row per
+    condition of ``sweep`` (``{condition: {fraction: {arm: {metric: {"mean", "std"}}}}}``), a column per metric.
+
+    For a specific-part probe, an arm without a specific part shows its one embedding's probe (dotted), and the
+    codebook arms also show their specific part before the codebook (dashed).
+    """
+    conditions = list(sweep)
+    fig, axes = _subplots(len(conditions), len(panels), figsize=(4.6 * len(panels), 3.4 * len(conditions) + 0.8), squeeze=False)
+    fig.set_layout_engine("constrained")  # room for the figure legend below the panels
+    colors = {"codebind": "tab:red", "baseline": "tab:blue", "codebook_only": "tab:green", "decoupling_only": "tab:purple",
+              "no_reconstruction": "tab:orange"}
+
+    def series(condition, fractions, arm, metric, fallback: bool):
+        get = sweep_entry if fallback else (lambda results, name: results.get(name, {"mean": None}))
+        entries = [get(sweep[condition][f].get(arm, {}), metric) for f in fractions]
+        return None if any(e.get("mean") is None for e in entries) else entries
+
+    for row, condition in enumerate(conditions):
+        fractions = sorted(sweep[condition], key=float)
+        x = np.array([float(f) for f in fractions])
+        for col, (metric, title) in enumerate(panels):
+            ax = axes[row, col]
+            for arm in arms:
+                label = ARM_LABELS.get(arm, arm)
+                specific = metric.startswith("probe_") and metric.endswith("_specific")
+                own = series(condition, fractions, arm, metric, fallback=False)
+                lines = [(own, "-", label)] if own else [(series(condition, fractions, arm, metric, True), ":", f"{label} (its one embedding)")]
+                if specific:
+                    lines.append((series(condition, fractions, arm, f"{metric}_prequant", False), "--", f"{label}, before the codebook"))
+                for entries, style, name in lines:
+                    if entries is not None:
+                        ax.errorbar(x, [e["mean"] for e in entries], yerr=[e["std"] for e in entries], capsize=3, marker="o",
+                                    ms=4, color=colors.get(arm), linestyle=style, label=name)  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_xticks(x, [f"{v:.0%}" for v in x])
+            ax.minorticks_off()
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{condition}: {title}", fontsize=9)
+            ax.set_xlabel("paired training clips (fraction)")
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
+    fig.suptitle("CodeBind vs hard alignment as paired data gets scarce (held-out voices; mean ± std over seeds)")
+    return _save(fig, path)
+
+
 def plot_losses(histories: dict[str, dict[str, list[float]]], path: str | os.PathLike, window: int = 20) -> Path:
     """Training loss per arm (moving average over ``window`` steps)."""
     fig, ax = _subplots(figsize=(6, 3.6))
@@ -126,4 +182,4 @@ def plot_losses(histories: dict[str, dict[str, list[float]]], path: str | os.Pat
     return _save(fig, path)
 
 
-__all__ = ["ARM_LABELS", "plot_tsne", "plot_codebook_usage", "plot_probes", "plot_losses"]
+__all__ = ["ARM_LABELS", "SWEEP_PANELS", "plot_tsne", "plot_codebook_usage", "plot_probes", "plot_sweep", "plot_losses"]

@@ -8,12 +8,49 @@ dataset has) and becomes the normalised log-mel spectrogram the audio ViT takes;
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from .data import DemoData, audio_features
+
+
+def _clip_key(clip) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(clip, dtype=np.float32).tobytes(), digest_size=16).digest()
+
+
+class RowTrace:
+    """The rows a processor was given, call by call, recognised by a hash of their waveform.
+
+    The trainer's collator hands the processor waveforms, not row numbers; every demo clip is unique (seeded noise),
+    so the hash of its samples names its row in ``waves`` (the training split the subsets index).
+
+    Example:
+
+    ```python
+    >>> import numpy as np
+    >>> trace = RowTrace(np.arange(12, dtype=np.float32).reshape(4, 3))
+    >>> trace.record([np.array([6.0, 7.0, 8.0]), np.array([0.0, 1.0, 2.0])])
+    >>> trace.batches
+    [[2, 0]]
+
+    ```
+    """
+
+    def __init__(self, waves):
+        waves = np.asarray(waves, dtype=np.float32)
+        self.index = {_clip_key(clip): row for row, clip in enumerate(waves)}
+        if len(self.index) != len(waves):
+            raise ValueError(f"{len(waves) - len(self.index)} clips are exact duplicates: rows cannot be told apart")
+        self.batches: list[list[int]] = []
+
+    def record(self, audio) -> None:
+        rows = [self.index.get(_clip_key(clip)) for clip in audio]
+        if None in rows:
+            raise KeyError(f"{rows.count(None)} clips of this batch are not rows of the traced split")
+        self.batches.append(rows)
 
 
 class DemoProcessor:
@@ -23,6 +60,7 @@ class DemoProcessor:
         prompts (`list[str]`): the prompt table of the text tower; a prompt's id is its index.
         spec ([`DemoDataSpec`]): audio geometry (sample rate, clip length, log-mel settings).
         audio_stats (`torch.Tensor` of shape `(2,)`): log-mel mean and std of the training clips.
+        trace ([`RowTrace`], *optional*): records the rows of every audio batch (what the sweep's check reads).
 
     Example:
 
@@ -40,15 +78,16 @@ class DemoProcessor:
     ```
     """
 
-    def __init__(self, prompts: Sequence[str], spec, audio_stats: torch.Tensor):
+    def __init__(self, prompts: Sequence[str], spec, audio_stats: torch.Tensor, trace: RowTrace | None = None):
         self.prompts = list(prompts)
+        self.trace = trace
         self.index = {prompt: i for i, prompt in enumerate(self.prompts)}
         self.spec = spec
         self.audio_stats = torch.as_tensor(audio_stats, dtype=torch.float32)
 
     @classmethod
-    def from_data(cls, data: DemoData) -> DemoProcessor:
-        return cls(data.prompts, data.spec, data.audio_stats)
+    def from_data(cls, data: DemoData, trace: RowTrace | None = None) -> DemoProcessor:
+        return cls(data.prompts, data.spec, data.audio_stats, trace)
 
     def __call__(self, text=None, images=None, audio=None, sampling_rate=None, **unsupported) -> dict[str, torch.Tensor]:
         if unsupported:
@@ -70,6 +109,8 @@ class DemoProcessor:
         if audio is not None:
             if sampling_rate != self.spec.sample_rate:
                 raise ValueError(f"audio must be sampled at {self.spec.sample_rate} Hz, got sampling_rate={sampling_rate}")
+            if self.trace is not None:
+                self.trace.record(audio)
             out["audio_values"] = audio_features(np.stack([np.asarray(a, dtype=np.float32) for a in audio]), self.spec, self.audio_stats)
         return out
 
@@ -79,4 +120,4 @@ class DemoProcessor:
                 "spec": self.spec.fingerprint()}
 
 
-__all__ = ["DemoProcessor"]
+__all__ = ["RowTrace", "DemoProcessor"]

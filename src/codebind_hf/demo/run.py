@@ -3,16 +3,17 @@
 1. builds (first run) or loads the embedded dataset (spoken digits by espeak-ng, sklearn's handwritten
    digits, MiniLM prompt embeddings);
 2. per seed: stage 0 aligns a small image tower to the frozen text embeddings (the bridge); stage 1 trains
-   the audio path as CodeBind and, from the same weights and batches, as a hard-alignment baseline
-   (plus two ablations with ``--ablations``);
+   the audio path, on each paired fraction of each condition (speech; a vibration-sensor view), as CodeBind and,
+   from the same weights and batches, as a hard-alignment baseline (plus the ablations with ``--ablations``);
 3. measures zero-shot accuracy, retrieval, voice/speed/pitch probes and codebook usage on held-out voices,
-   prints a table and writes ``results.json`` and PNG plots to ``--output``.
+   prints the sweep's table and writes ``results.json`` and PNG plots to ``--output``.
 
 Example:
 
 ```bash
-codebind-demo                     # 3 seeds on 2 worker processes, under 10 minutes on 2 CPU cores
-codebind-demo --quick             # CI: 1 seed, fewer clips and steps, under 2 minutes
+codebind-demo                     # reduced sweep: 2 %, 20 %, 100 % of the paired clips, 2 seeds, 2 worker processes
+codebind-demo --full              # the full sweep: 2 %, 5 %, 20 %, 100 %, 3 seeds
+codebind-demo --quick             # CI: one fraction, 1 seed, fewer clips and steps
 codebind-demo --ablations --output runs/demo
 ```
 """
@@ -20,6 +21,7 @@ codebind-demo --ablations --output runs/demo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -31,10 +33,24 @@ from pathlib import Path
 import torch
 
 from ..adapters.io import write_file_atomically
-from .data import DEFAULT_SPEC, QUICK_SPEC, DemoData, default_cache_dir, ensure_espeak, load_demo_data
-from .evaluate import aggregate, evaluate_arm
-from .plots import plot_codebook_usage, plot_losses, plot_probes, plot_tsne
-from .train import ABLATIONS, DEFAULT_BUDGET, QUICK_BUDGET, arm_model, build_model, train_arm, train_bridge
+from .conditions import CONDITIONS
+from .data import DEFAULT_SPEC, QUICK_SPEC, default_cache_dir, ensure_espeak, load_demo_data
+from .plots import plot_codebook_usage, plot_losses, plot_probes, plot_sweep, plot_tsne
+from .sweep import (
+    FULL_FRACTIONS,
+    QUICK_FRACTIONS,
+    SweepPoint,
+    configure_process,
+    fraction_key,
+    nest_results,
+    paired_rows,
+    run_points,
+    sweep_entry,
+)
+from .train import ABLATIONS, DEFAULT_BUDGET, QUICK_BUDGET, DemoBudget
+
+# The reduced sweep of the default run (the 10-minute budget); --full adds 5 % and a third seed.
+DEFAULT_FRACTIONS = (0.02, 0.2, 1.0)
 
 REPORTED = (
     "zero_shot_acc",
@@ -65,17 +81,26 @@ DEFAULT_OUTPUT = Path("outputs") / "codebind-demo"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="codebind-demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="CI variant: 1 seed, fewer clips and steps (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="CI variant: one fraction, 1 seed, fewer clips and steps")
+    parser.add_argument("--full", action="store_true",
+                        help=f"the full sweep: fractions {', '.join(map(fraction_key, FULL_FRACTIONS))}, 3 seeds (the default "
+                             f"runs {', '.join(map(fraction_key, DEFAULT_FRACTIONS))} with 2 seeds)")
+    parser.add_argument("--fractions", type=float, nargs="+", default=None, help="paired fractions in (0, 1] (overrides the sweep's)")
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=None, help=f"conditions (default: all of {CONDITIONS})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps of every arm at every point (default: DemoBudget.path_steps)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="width of the shared and specific spaces (default 64: 8 sub-vectors of 8); a multiple of 8")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"results folder (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--ablations", action="store_true", help="also train codebook-without-decoupling and decoupling-without-codebook")
     parser.add_argument("--cache-dir", type=Path, default=None, help="dataset cache (default: $CODEBIND_DEMO_CACHE or ~/.cache/codebind_hf/demo)")
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, or 1 with --quick)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 2; 3 with --full, 1 with --quick)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--install-system-deps", action="store_true",
                         help="install espeak-ng (apt-get or brew) if it is missing; without it the demo changes nothing "
                              "on the system and stops with the command to run")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes running the (arm, seed) pairs in parallel (default: one per CPU core)")
+                        help="processes running the sweep's points in parallel (default: one per CPU core)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the demo's tiny matrices run fastest on one, even on a busy machine)")
     args = parser.parse_args(argv)
@@ -85,13 +110,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.quick and args.full:
+        parser.error("--quick and --full exclude each other")
+    bad = [f for f in args.fractions or () if not 0.0 < f <= 1.0]
+    if bad:
+        parser.error(f"--fractions must lie in (0, 1], got {bad}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    if args.width is not None and (args.width < 8 or args.width % 8):
+        parser.error(f"--width must be a positive multiple of 8 (the codevector size), got {args.width}")
     return args
-
-
-def _loss_summary(history: dict[str, list[float]]) -> dict[str, float]:
-    loss = history["loss"]
-    n = max(1, len(loss) // 10)
-    return {"first": sum(loss[:n]) / n, "last": sum(loss[-n:]) / n, "steps": len(loss)}
 
 
 def format_table(results: dict, arms: list[str], metrics=REPORTED) -> str:
@@ -109,73 +137,52 @@ def format_table(results: dict, arms: list[str], metrics=REPORTED) -> str:
     return "\n".join(lines)
 
 
-def configure_process(threads: int | None, progress: bool) -> None:
-    """Process-wide settings of a demo process: the torch thread count (``None``: left as is) and, without
-    ``progress``, no Hugging Face Hub / transformers save-and-load bars. Only `main` and the initialiser of the worker
-    processes `run_demo` spawns call this: a library call leaves its caller's settings as they were."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if not progress:
-        from huggingface_hub.utils import disable_progress_bars
-        from transformers.utils import logging as transformers_logging
-
-        disable_progress_bars()
-        transformers_logging.disable_progress_bar()
+SWEEP_METRICS = {
+    "zero_shot_acc": "zero-shot digit accuracy (audio -> prompts)",
+    "probe_voice_specific": "voice probe: specific part (baseline: its one embedding)",
+    "probe_speed_specific": "speed probe: specific part (baseline: its one embedding)",
+    "probe_voice_specific_prequant": "voice probe: specific part before the codebook",
+}
 
 
-def run_arm(spec, budget, arm: str, seed: int, cache_dir, progress: bool, keep_details: bool,
-            data: DemoData | None = None) -> dict:
-    """One arm of one seed: stage 0 (deterministic for the seed, so every arm of a seed starts from the same bridge
-    and initial weights), stage 1 and the evaluation. Runs in a worker process or in this one.
-
-    Returns the arm's metrics and loss summaries, and with ``keep_details`` what the plots need (embeddings, loss
-    curve, codebook statistics). ``data`` is the loaded dataset when running in this process (workers read the cache).
-    """
-    data = data if data is not None else load_demo_data(spec, cache_dir=cache_dir, progress=False)
-    workdir = Path(tempfile.mkdtemp(prefix="codebind-demo-"))  # base model and trainer run of the arm
-    try:
-        reference = build_model(data, budget, seed)
-        bridge = _loss_summary({"loss": train_bridge(reference, data, budget, seed, progress)})
-        model, history = train_arm(arm_model(reference, data, budget, arm, seed), data, budget, arm, seed, workdir, progress)
-        metrics, embeddings, codebooks = evaluate_arm(model, arm, data, seed)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    line = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("zero_shot_acc", "audio_to_image_r1", "probe_voice_concat", "probe_voice_shared")
-                     if metrics[k] is not None)  # fmt: skip
-    print(f"[codebind-demo] seed {seed} {arm}: {line}", flush=True)
-    out = {"seed": seed, "arm": arm, "metrics": metrics, "loss": _loss_summary(history), "bridge": bridge}
-    if keep_details:
-        out.update(embeddings=embeddings, history=history)
-        out["codebooks"] = codebooks
-    return out
+def format_sweep_table(sweep: dict, arms: list[str], rows: dict[str, int], metrics: dict = SWEEP_METRICS) -> str:
+    """One block per metric: a line per (condition, paired fraction), a column per arm, ``mean ± std`` over seeds."""
+    blocks = []
+    for metric, title in metrics.items():
+        cells = [["condition", "paired", "rows", *arms]]
+        for condition, by_fraction in sweep.items():
+            for fraction in sorted(by_fraction, key=float):
+                row = [condition, f"{float(fraction):.0%}", str(rows.get(fraction, "?"))]
+                for arm in arms:
+                    entry = sweep_entry(by_fraction[fraction].get(arm, {}), metric)
+                    row.append("-" if entry.get("mean") is None else f"{entry['mean']:.3f} ± {entry['std']:.3f}")
+                cells.append(row)
+        if all(c == "-" for row in cells[1:] for c in row[3:]):
+            continue
+        widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        blocks.append(f"{title}\n" + "\n".join(lines))
+    return "\n\n".join(blocks)
 
 
-def _run_jobs(data: DemoData, budget, arms, seed_list, cache_dir, workers: int, threads: int, progress: bool) -> list[dict]:
-    """Every (seed, arm), in ``workers`` spawned processes (no save/load bars) or in this process, on ``threads``
-    torch threads. The slow CodeBind jobs go first, so the pool ends together."""
-    jobs = [(data.spec, budget, arm, seed, cache_dir, progress and workers == 1, seed == seed_list[0])
-            for arm in arms for seed in seed_list]  # fmt: skip
-    if workers == 1:
-        caller_threads = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return [run_arm(*job, data=data) for job in jobs]
-        finally:
-            torch.set_num_threads(caller_threads)  # a library call leaves the process as it found it
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from tqdm.auto import tqdm
-
-    print(f"[codebind-demo] {len(jobs)} runs (arms x seeds) on {workers} worker processes, {threads} thread(s) each", flush=True)
-
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=configure_process,
-                             initargs=(threads, False)) as pool:
-        futures = [pool.submit(run_arm, *job) for job in jobs]
-        with tqdm(total=len(futures), desc="arms x seeds", disable=not progress, dynamic_ncols=True) as bar:
-            for _ in as_completed(futures):
-                bar.update(1)
-        return [future.result() for future in futures]
+def _settings(quick: bool, full: bool, seeds, fractions, conditions, width, budget=None, steps=None):
+    """What a run covers: spec, budget, seeds, fractions, conditions (the reduced default, --full or --quick)."""
+    if quick and full:
+        raise ValueError("--quick and --full exclude each other")
+    spec, default_budget = (QUICK_SPEC, QUICK_BUDGET) if quick else (DEFAULT_SPEC, DEFAULT_BUDGET)
+    budget = budget or default_budget
+    if width is not None:
+        budget = dataclasses.replace(budget, embed_dim=width, specific_dim=width)
+    if steps is not None:
+        budget = dataclasses.replace(budget, path_steps=steps)
+    default_fractions, default_seeds = (QUICK_FRACTIONS, 1) if quick else (FULL_FRACTIONS, 3) if full else (DEFAULT_FRACTIONS, 2)
+    fractions = sorted(set(fractions or default_fractions))
+    conditions = list(dict.fromkeys(conditions or CONDITIONS))
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise ValueError(f"Unknown condition(s) {unknown}; expected some of {CONDITIONS}")
+    return spec, budget, list(range(seeds if seeds is not None else default_seeds)), fractions, conditions
 
 
 def run_demo(
@@ -187,63 +194,97 @@ def run_demo(
     progress: bool = True,
     workers: int | None = None,
     threads: int | None = None,
+    full: bool = False,
+    fractions: list[float] | None = None,
+    conditions: list[str] | None = None,
+    width: int | None = None,
+    budget: DemoBudget | None = None,
+    steps: int | None = None,
 ) -> dict:
-    """Run the demo and return what ``results.json`` holds: ``{arm: {metric: {"mean", "std"}}, "meta": {...}}``.
+    """Run the sweep and return what ``results.json`` holds: ``{"sweep": {condition: {fraction: {arm: {metric:
+    {"mean", "std", "per_seed"}}}}}, "meta": {...}}`` (fractions as strings, ``"0.02"`` ... ``"1"``).
 
-    ``workers`` (default: one per CPU core) run the (arm, seed) pairs in parallel processes with ``threads`` torch
-    threads each (default 1: the demo's tiny matrices run fastest on one). With one worker they run in this process,
-    on ``threads`` threads (default: as many as it has) restored afterwards; Hub/transformers progress bars stay as
-    the caller set them (``codebind-demo --no-progress`` turns them off).
+    The default is the reduced sweep (`DEFAULT_FRACTIONS`, 2 seeds); ``full`` runs `FULL_FRACTIONS` with 3 seeds,
+    ``quick`` one fraction and one seed on the small spec. ``fractions`` / ``conditions`` / ``seeds`` / ``width``
+    (shared and specific width), ``budget`` (a [`DemoBudget`]) and ``steps`` (its ``path_steps``) override them.
+
+    ``workers`` (default: one per CPU core) run the points in parallel processes with ``threads`` torch threads each
+    (default 1: the demo's tiny matrices run fastest on one). With one worker they run in this process, on
+    ``threads`` threads (default: as many as it has) restored afterwards; Hub/transformers progress bars stay as the
+    caller set them (``codebind-demo --no-progress`` turns them off).
     """
     start = time.perf_counter()
     output = Path(output)
-    spec, budget = (QUICK_SPEC, QUICK_BUDGET) if quick else (DEFAULT_SPEC, DEFAULT_BUDGET)
-    seed_list = list(range(seeds if seeds is not None else (1 if quick else 3)))
+    spec, budget, seed_list, fractions, conditions = _settings(quick, full, seeds, fractions, conditions, width, budget, steps)
     arms = ["codebind", "baseline", *(ABLATIONS if ablations else ())]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(seed_list) * len(arms)))
+    points = [SweepPoint(c, f, a, s) for c in conditions for f in fractions for a in arms for s in seed_list]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(points)))
+    scarce, reference = fractions[0], (conditions[0], fractions[-1])
+    detailed = {p for p in points if p.seed == seed_list[0] and (p.fraction == scarce or (p.condition, p.fraction) == reference)}
 
     print(f"[codebind-demo] dataset cache: {Path(cache_dir or default_cache_dir())}", flush=True)
     data = load_demo_data(spec, cache_dir=cache_dir, progress=progress)
     print(f"[codebind-demo] {data.summary()}", flush=True)
     data_seconds = time.perf_counter() - start
-
     if threads is None:
         threads = 1 if workers > 1 else torch.get_num_threads()
-    runs = _run_jobs(data, budget, arms, seed_list, cache_dir, workers, threads, progress)
-    by_key = {(run["arm"], run["seed"]): run for run in runs}
-    first = {arm: by_key[arm, seed_list[0]] for arm in arms}
-    per_seed = {arm: [by_key[arm, seed]["metrics"] for seed in seed_list] for arm in arms}
-    losses = {arm: [by_key[arm, seed]["loss"] for seed in seed_list] for arm in arms}
-    losses["bridge"] = [by_key[arms[0], seed]["bridge"] for seed in seed_list]
-    # Every arm of a seed retrains the same deterministic bridge; check they really started from one bridge.
-    for seed in seed_list:
-        bridges = {json.dumps(by_key[arm, seed]["bridge"]) for arm in arms}
-        if len(bridges) != 1:
-            raise RuntimeError(f"seed {seed}: the arms' stage-0 bridges differ ({bridges}); the comparison would be unfair")
-    results: dict = {arm: aggregate(per_seed[arm]) for arm in arms}
-    plots = {
-        "tsne": plot_tsne({a: first[a]["embeddings"] for a in ("baseline", "codebind")}, data.audio_test_meta[:, 0],
-                          data.image_test_labels, data.prompt_labels, output / "tsne_shared.png"),  # fmt: skip
-        "codebook_usage": plot_codebook_usage(first["codebind"]["codebooks"], output / "codebook_usage.png"),
-        "probes": plot_probes(results, arms, output / "probes.png"),
-        "losses": plot_losses({arm: first[arm]["history"] for arm in arms}, output / "losses.png"),
-    }
+    folder = Path(tempfile.mkdtemp(prefix="codebind-demo-references-"))  # stage-0 models, one per seed
+    try:
+        bridges, runs = run_points(data, budget, points, detailed, cache_dir, folder, workers, threads, progress)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    by_key = {SweepPoint(r["condition"], r["fraction"], r["arm"], r["seed"]): r for r in runs}
+    sweep = nest_results(runs)
+    fkeys = [fraction_key(f) for f in fractions]
+    subsets = {fraction_key(f): {str(s): paired_rows(data.audio_train_meta, f, s).tolist() for s in seed_list} for f in fractions}
+    point_meta: dict = {}
+    for p in points:
+        run = by_key[p]
+        entry = {k: run[k] for k in ("seed", "loss", "batch_size", "subset", "row_order", "bridge_sha256", "cpu_s")}
+        point_meta.setdefault(p.condition, {}).setdefault(fraction_key(p.fraction), {}).setdefault(p.arm, []).append(entry)
+
+    first = {p.arm: by_key[p] for p in detailed if (p.condition, p.fraction) == reference}
+    plots = {"sweep": plot_sweep(sweep, arms, output / "sweep.png")}
+    for condition in conditions:
+        scarce_runs = {a: by_key[SweepPoint(condition, scarce, a, seed_list[0])] for a in ("baseline", "codebind")}
+        plots[f"tsne_{condition}"] = plot_tsne(
+            {a: r["embeddings"] for a, r in scarce_runs.items()}, data.audio_test_meta[:, 0], data.image_test_labels,
+            data.prompt_labels, output / f"tsne_{condition}_{fraction_key(scarce)}.png",
+            title=f"Shared embeddings (t-SNE), {condition}, {scarce:.0%} of the paired clips: held-out voices, "
+                  "held-out images, class prompts")  # fmt: skip
+    reference_results = sweep[reference[0]][fraction_key(reference[1])]
+    plots["codebook_usage"] = plot_codebook_usage(first["codebind"]["codebooks"], output / "codebook_usage.png")
+    plots["probes"] = plot_probes(reference_results, arms, output / "probes.png")
+    plots["losses"] = plot_losses({arm: first[arm]["history"] for arm in arms}, output / "losses.png")
+    results = {"sweep": sweep}
     results["meta"] = {
         "quick": quick,
-        "seeds": seed_list,
+        "full": full,
+        "conditions": conditions,
+        "fractions": fkeys,
         "arms": arms,
+        "seeds": seed_list,
+        "step_rule": f"every arm at every fraction: {budget.path_steps} optimiser steps, warm-up {budget.warmup_steps} "
+                     f"then cosine over them, batch min({budget.batch_size}, rows); same sampler seed per seed",
+        "reference_point": {"condition": reference[0], "fraction": fraction_key(reference[1])},
+        "subsets": subsets,
+        "points": point_meta,
+        "bridges": {str(s): b["bridge"] for s, b in sorted(bridges.items())},
+        "cpu_s": {"bridges": sum(b["cpu_s"] for b in bridges.values()), "points": sum(r["cpu_s"] for r in runs)},
         "wall_time_s": time.perf_counter() - start,
         "data_time_s": data_seconds,
-        "losses": losses,
-        "per_seed": per_seed,
         "budget": budget.to_dict(),
         "data": {"summary": data.summary(), "fingerprint": spec.fingerprint(), "test_voices": list(spec.test_voices)},
         "plots": {name: path.name for name, path in plots.items()},
         "environment": {"torch": torch.__version__, "workers": workers, "threads_per_worker": threads,
                         "cpu_count": os.cpu_count(), "python": platform.python_version()},
-    }
+    }  # fmt: skip
     write_file_atomically(output / "results.json", json.dumps(results, indent=2))
-    print("\n" + format_table(results, arms), flush=True)
+    rows = {k: len(v[str(seed_list[0])]) for k, v in subsets.items()}
+    print(f"\n[codebind-demo] the sweep, mean ± std over {len(seed_list)} seed(s)\n", flush=True)
+    print(format_sweep_table(sweep, arms, rows), flush=True)
+    print(f"\n[codebind-demo] every metric at {reference[0]}, {reference[1]:.0%} of the paired clips\n", flush=True)
+    print(format_table(reference_results, arms), flush=True)
     print(f"\n[codebind-demo] wall time {results['meta']['wall_time_s']:.0f} s; results and plots in {output}/", flush=True)
     return results
 
@@ -254,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_process(None, not args.no_progress)  # threads: run_demo sets them for its runs only
     if args.install_system_deps:  # the one place the demo may change the system, and only when asked
         ensure_espeak(install=True)
-    run_demo(args.quick, args.output, args.ablations, args.cache_dir, args.seeds, not args.no_progress, args.workers, args.threads)
+    run_demo(args.quick, args.output, args.ablations, args.cache_dir, args.seeds, not args.no_progress, args.workers,
+             args.threads, full=args.full, fractions=args.fractions, conditions=args.conditions, width=args.width,
+             steps=args.steps)  # fmt: skip
     return 0
 
 
@@ -262,4 +305,5 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-__all__ = ["REPORTED", "DEFAULT_OUTPUT", "parse_args", "format_table", "configure_process", "run_demo", "main"]
+__all__ = ["REPORTED", "DEFAULT_OUTPUT", "DEFAULT_FRACTIONS", "SWEEP_METRICS", "parse_args", "format_table", "configure_process",
+           "format_sweep_table", "run_demo", "main"]

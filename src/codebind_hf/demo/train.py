@@ -10,9 +10,10 @@ Stage 1 (the audio path), one arm each, from the same initial weights, over the 
 - ``codebind``: the library's path trainer, [`codebind_hf.training.train_path.train`], on a `datasets.Dataset`
   of raw waveforms + sampling rate, paired images and digit labels (prompts come from the label and templates);
 - ``baseline``: hard alignment, ImageBind style: one projection, InfoNCE to both bridges, no codebook;
-- ``codebook_only`` (ablation): the path trainer on a model without specific heads (no decoupling);
-- ``decoupling_only`` (ablation): shared/specific heads, orthogonality, uniformity and reconstruction,
-  without any codebook.
+- the component ablations (paper Table 6), each the path trainer with one of the path's ablation switches
+  (``ARM_SWITCHES``; docs/faithfulness.md): ``codebook_only`` (``use_decoupling: false``: no specific heads, so no
+  orthogonality, uniformity or reconstruction), ``decoupling_only`` (``use_codebooks: false``: unquantised heads, no
+  vq / ctr / cuni / cm) and ``no_reconstruction`` (``use_reconstruction: false``).
 """
 
 from __future__ import annotations
@@ -22,20 +23,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..configuration_codebind import CodeBindConfig
 from ..encoders import precomputed as _precomputed  # noqa: F401  registers model_type "codebind_precomputed"
-from ..losses.functional import info_nce, orthogonality, reconstruction, uniformity
+from ..losses.functional import info_nce
 from ..modalities import INPUT_KEYS
 from ..modeling_codebind import CodeBindModel
-from ..losses.objective import alignment_pairs
 from .data import DIGIT_WORDS, DemoData
 
 PATH = "audio"
 BRIDGES = ("text", "vision")
-ARMS = ("codebind", "baseline", "codebook_only", "decoupling_only")
-ABLATIONS = ("codebook_only", "decoupling_only")
+ARMS = ("codebind", "baseline", "codebook_only", "decoupling_only", "no_reconstruction")
+ABLATIONS = ("codebook_only", "decoupling_only", "no_reconstruction")
+# The arms the path trainer runs, and the path switches each sets (the model's and codebind-train's ablation keys).
+ARM_SWITCHES = {
+    "codebind": {},
+    "codebook_only": {"use_decoupling": False},
+    "decoupling_only": {"use_codebooks": False},
+    "no_reconstruction": {"use_reconstruction": False},
+}
 
 
 @dataclass
@@ -65,7 +71,7 @@ class DemoBudget:
     batch_size: int = 64
     max_grad_norm: float = 1.0
     bridge_steps: int = 300
-    path_steps: int = 600
+    path_steps: int = 250
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 20
@@ -80,15 +86,14 @@ class DemoBudget:
 
 
 DEFAULT_BUDGET = DemoBudget()
-QUICK_BUDGET = DemoBudget(bridge_steps=80, path_steps=100, batch_size=48)
+QUICK_BUDGET = DemoBudget(bridge_steps=80, path_steps=60, batch_size=48)
 
 
 # ---------------------------------------------------------------------------------------------- model
-def demo_config(data: DemoData, budget: DemoBudget, decoupled: bool = True) -> CodeBindConfig:
+def demo_config(data: DemoData, budget: DemoBudget, switches: dict | None = None) -> CodeBindConfig:
     """A tiny CodeBind config: text = lookup of the MiniLM prompt embeddings, image and audio = ViTs.
 
-    ``decoupled=False`` gives the "codebook without decoupling" ablation: no specific heads, hence no
-    specific codebooks, no reconstruction, orthogonality or uniformity.
+    ``switches``: the path's ablation keys (``ARM_SWITCHES[arm]``), e.g. ``{"use_decoupling": False}``.
     """
     spec = data.spec
     vit = {
@@ -102,17 +107,17 @@ def demo_config(data: DemoData, budget: DemoBudget, decoupled: bool = True) -> C
     text_table = {"model_type": "codebind_precomputed", "num_embeddings": len(data.prompts), "hidden_size": data.text_embeddings.shape[1]}
     modalities = {
         "text": {"family": "hf", "backbone": text_table, "pooling": "cls", "has_specific": False},
-        "vision": {"family": "hf", "backbone": {**vit, "image_size": spec.image_size, "patch_size": budget.image_patch}, "has_specific": decoupled},
+        "vision": {"family": "hf", "backbone": {**vit, "image_size": spec.image_size, "patch_size": budget.image_patch}},
         "audio": {
             "family": "hf",
             "backbone": {**vit, "image_size": [spec.n_mels, spec.n_frames], "patch_size": budget.audio_patch},
-            "has_specific": decoupled,
         },
     }
     return CodeBindConfig(
         modalities=modalities,
         bridges=list(BRIDGES),
-        paths={PATH: {"bridges": list(BRIDGES), "temperature": budget.temperature, "loss_weights": dict(budget.loss_weights)}},
+        paths={PATH: {"bridges": list(BRIDGES), "temperature": budget.temperature, "loss_weights": dict(budget.loss_weights),
+                      **(switches or {})}},
         embed_dim=budget.embed_dim,
         specific_dim=budget.specific_dim,
         quantizer={
@@ -124,10 +129,10 @@ def demo_config(data: DemoData, budget: DemoBudget, decoupled: bool = True) -> C
     )
 
 
-def build_model(data: DemoData, budget: DemoBudget, seed: int, decoupled: bool = True) -> CodeBindModel:
+def build_model(data: DemoData, budget: DemoBudget, seed: int, switches: dict | None = None) -> CodeBindModel:
     """A freshly initialised demo model (seeded) whose text tower holds the MiniLM prompt embeddings."""
     torch.manual_seed(seed)
-    model = CodeBindModel(demo_config(data, budget, decoupled))
+    model = CodeBindModel(demo_config(data, budget, switches))
     model.towers["text"].backbone.load_table(data.text_embeddings)
     model.towers["text"].requires_grad_(False)
     return model
@@ -147,17 +152,18 @@ def freeze_bridge(model: CodeBindModel) -> None:
 
 
 def arm_model(reference: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int) -> CodeBindModel:
-    """The starting point of an arm: the reference's initial weights (bridge included) in the arm's architecture."""
+    """The starting point of an arm: the reference's initial weights (bridge included) in the arm's architecture
+    (an ablation has a part of the reference's modules: it takes their weights, so every arm starts alike)."""
     if arm not in ARMS:
         raise ValueError(f"Unknown arm {arm!r}; expected one of {ARMS}")
-    if arm != "codebook_only":
+    if not ARM_SWITCHES.get(arm):
         model = copy.deepcopy(reference)
     else:
-        model = build_model(data, budget, seed, decoupled=False)
+        model = build_model(data, budget, seed, ARM_SWITCHES[arm])
         state = reference.state_dict()
         missing = model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()}, strict=False).missing_keys
         if missing:
-            raise RuntimeError(f"codebook_only arm could not take these weights from the reference: {missing}")
+            raise RuntimeError(f"{arm} arm could not take these weights from the reference: {missing}")
     freeze_bridge(model)
     return model
 
@@ -203,35 +209,6 @@ def baseline_loss(model: CodeBindModel, batch: dict[str, torch.Tensor], temperat
     image = model.get_features("vision", batch["pixel_values"], quantize=False)
     align = info_nce(audio, text, temperature) + info_nce(audio, image, temperature)
     return align, {"align": align.detach()}
-
-
-def _unquantised_parts(model: CodeBindModel, modality: str, inputs: torch.Tensor):
-    """Unit pooled shared/specific embeddings and unit patch tokens of both heads."""
-    hidden = model.towers[modality](inputs).last_hidden_state
-    shared = F.normalize(model.shared_heads[modality](hidden), dim=-1)
-    if not model.config.has_specific(modality):
-        return shared[:, 0], None, None, None
-    specific = F.normalize(model.specific_heads[PATH][modality](hidden), dim=-1)
-    return shared[:, 0], specific[:, 0], shared[:, 1:], specific[:, 1:]
-
-
-def decoupling_loss(model: CodeBindModel, batch: dict[str, torch.Tensor], budget: DemoBudget) -> tuple[torch.Tensor, dict]:
-    """Ablation "decoupling without codebook": the path loss's align, orth, uni and recon terms, unquantised."""
-    keys = {"text": "input_ids", "vision": "pixel_values", "audio": "audio_values"}
-    parts = {m: _unquantised_parts(model, m, batch[k]) for m, k in keys.items()}
-    pairs = alignment_pairs(PATH, list(BRIDGES))
-    # the mean over the pairs, as the path loss (and the authors' code) normalises it
-    losses = {"align": torch.stack([info_nce(parts[a][0], parts[b][0], budget.temperature) for a, b in pairs]).mean()}
-    decoupled = [m for m in ("vision", "audio") if parts[m][1] is not None]
-    losses["orth"] = torch.stack([orthogonality(parts[m][0], parts[m][1]) for m in decoupled]).mean()
-    losses["uni"] = torch.stack([uniformity(parts[m][1]) for m in decoupled]).mean()
-    recon = []
-    for m in decoupled:
-        pred = model.decoder(m, torch.cat([parts[m][2], parts[m][3]], dim=-1), torch.cat([parts[m][0], parts[m][1]], dim=-1))
-        recon.append(reconstruction(pred, model.towers[m].patchify(batch[keys[m]])))
-    losses["recon"] = torch.stack(recon).mean()
-    total = sum(budget.loss_weights.get(name, 0.0) * value for name, value in losses.items())
-    return total, {k: v.detach() for k, v in losses.items()}
 
 
 # ---------------------------------------------------------------------------------------------- loops
@@ -281,39 +258,61 @@ def train_bridge(model: CodeBindModel, data: DemoData, budget: DemoBudget, seed:
 COLUMNS = {"audio": "audio", "vision": "image", "label": "label", "sampling_rate": "sampling_rate"}
 
 
-def path_dataset(data: DemoData, seed: int):
+def path_dataset(data: DemoData, seed: int, rows=None):
     """The training split as a `datasets.Dataset` in the trainer's schema: ``audio`` (raw waveform as a float
     sequence), ``sampling_rate``, ``image`` (an image of the same digit, seeded pick) and ``label`` (the digit);
-    the trainer makes the text side from the label's class name and the prompt templates."""
+    the trainer makes the text side from the label's class name and the prompt templates.
+
+    ``rows`` (*optional*): indices into the training split, in order (a paired subset of the sweep). Images are
+    picked for every clip before the subset is taken, so a clip keeps its image in every subset that holds it.
+    """
     import datasets
+    import numpy as np
+    import pyarrow as pa
 
     digits = data.audio_train_meta[:, 0]
-    images = BridgeSampler(data, seed + 20_000).same_digit_images(digits)
+    images = data.images_train[BridgeSampler(data, seed + 20_000).same_digit_images(digits)]
+    rows = torch.arange(len(digits)) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    waves, images, digits = data.waves_train[rows].numpy(), images[rows].numpy(), digits[rows].numpy()
+    size = data.spec.image_size
     features = datasets.Features({
         "audio": datasets.Sequence(datasets.Value("float32")),
         "sampling_rate": datasets.Value("int32"),
-        "image": datasets.Array3D((1, data.spec.image_size, data.spec.image_size), "float32"),
+        "image": datasets.Array3D((1, size, size), "float32"),
         "label": datasets.ClassLabel(names=list(DIGIT_WORDS)),
     })  # fmt: skip
-    columns = {
-        "audio": data.waves_train.numpy(),
-        "sampling_rate": [data.spec.sample_rate] * len(digits),
-        "image": data.images_train[images].numpy(),
-        "label": digits.tolist(),
-    }
+
+    def nested(values: np.ndarray, sizes: list[int]) -> pa.Array:  # arrow lists over one flat buffer, no copy per row
+        array = pa.array(values.reshape(-1))
+        for width in reversed(sizes):
+            array = pa.ListArray.from_arrays(pa.array(np.arange(0, len(array) + 1, width, dtype=np.int32)), array)
+        return array
+
+    table = pa.table({
+        "audio": nested(waves, [waves.shape[1]]),
+        "sampling_rate": pa.array(np.full(len(digits), data.spec.sample_rate, dtype=np.int32)),
+        "image": nested(images, [1, size, size]),
+        "label": pa.array(digits),
+    }).cast(features.arrow_schema)  # fmt: skip
+    # Arrow columns built directly: `Dataset.from_dict` encodes 16k-float rows one by one (20x slower).
     # numpy rows: five times faster to fetch than Python lists of 16k floats
-    return datasets.Dataset.from_dict(columns, features=features).with_format("numpy")
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features)).with_format("numpy")
 
 
 def train_config(data: DemoData, budget: DemoBudget, arm: str, seed: int, base_dir: Path, output_dir: Path,
                  progress: bool = True):
-    """The path trainer's configuration of an arm (every arm shares the optimisation settings)."""
+    """The path trainer's configuration of an arm (every arm shares the optimisation settings; an ablation sets its
+    path switches)."""
     from ..training.config import TrainConfig
+
+    switches = ARM_SWITCHES[arm]
 
     return TrainConfig.from_dict({
         "model": {"name_or_path": str(base_dir)},
         "path": {"target": PATH, "bridges": list(BRIDGES), "mode": "fulltune", "temperature": budget.temperature,
-                 "loss_weights": dict(budget.loss_weights), "reconstruction": arm != "codebook_only"},
+                 "loss_weights": dict(budget.loss_weights), "use_codebooks": switches.get("use_codebooks", True),
+                 "use_decoupling": switches.get("use_decoupling", True),
+                 "reconstruction": switches.get("use_reconstruction", True) and switches.get("use_decoupling", True)},
         "data": {"columns": dict(COLUMNS), "prompt_templates": list(data.spec.templates), "eval_split": None},
         "codebooks": {"kmeans_init": "always", "kmeans_init_batches": 1},
         "training": {"output_dir": str(output_dir), "seed": seed, "per_device_batch_size": budget.batch_size,
@@ -325,8 +324,11 @@ def train_config(data: DemoData, budget: DemoBudget, arm: str, seed: int, base_d
 
 
 def train_with_path_trainer(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int,
-                            workdir: Path, progress: bool = True) -> tuple[CodeBindModel, dict[str, list[float]]]:
-    """Stage 1 of a codebook arm through the library's path trainer; returns the trained model and its losses."""
+                            workdir: Path, progress: bool = True, dataset=None,
+                            processor=None) -> tuple[CodeBindModel, dict[str, list[float]]]:
+    """Stage 1 of a codebook arm through the library's path trainer; returns the trained model and its losses.
+
+    ``dataset`` / ``processor`` default to [`path_dataset`] of the whole split and `DemoProcessor.from_data`."""
     from ..training.train_path import train
     from .processing import DemoProcessor
 
@@ -334,32 +336,33 @@ def train_with_path_trainer(model: CodeBindModel, data: DemoData, budget: DemoBu
     model.save_pretrained(base_dir, include_decoder=True)
     config = train_config(data, budget, arm, seed, base_dir, workdir / f"{arm}-seed{seed}" / "run", progress)
     # The trainer's INFO lines show only where the caller set up logging (codebind-demo does not).
-    result = train(config, dataset=path_dataset(data, seed), processor=DemoProcessor.from_data(data))
+    dataset = path_dataset(data, seed) if dataset is None else dataset
+    result = train(config, dataset=dataset, processor=processor or DemoProcessor.from_data(data))
     return result.model.eval(), {"loss": list(result.losses)}
 
 
-def _same_batches(model: CodeBindModel, data: DemoData, budget: DemoBudget, seed: int):
+def _same_batches(model: CodeBindModel, data: DemoData, budget: DemoBudget, seed: int, dataset=None, processor=None):
     """The trainer's row sampler and collator for this seed: the batches the path-trainer arms see."""
     from ..training.batching import BatchSpec, EpochBatchSampler, PathCollator, RowDataset
     from ..training.config import DataArguments
     from ..training.data import class_names, prepare_columns, resolve_columns
     from .processing import DemoProcessor
 
-    dataset = path_dataset(data, seed)
+    dataset = path_dataset(data, seed) if dataset is None else dataset
     args = DataArguments(columns=dict(COLUMNS), prompt_templates=list(data.spec.templates))
     modalities = model.config.path_modalities(PATH)
     columns = resolve_columns(dataset, modalities, args)
     spec = BatchSpec(live=list(modalities), columns=columns, sample_ndims={m: model.towers[m].sample_ndim for m in modalities},
                      templates=tuple(data.spec.templates), class_names=class_names(dataset, columns, args))  # fmt: skip
     sampler = EpochBatchSampler(range(len(dataset)), budget.batch_size, seed)
-    collator = PathCollator(spec, DemoProcessor.from_data(data), seed)
+    collator = PathCollator(spec, processor or DemoProcessor.from_data(data), seed)
     loader = torch.utils.data.DataLoader(RowDataset(prepare_columns(dataset, columns)), batch_sampler=sampler, collate_fn=collator)
     return sampler, collator, loader
 
 
 def train_with_own_loss(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int,
-                        progress: bool = True) -> dict[str, list[float]]:
-    """Stage 1 of a codebook-free arm: the trainer's batches, optimiser and schedule, the arm's own loss."""
+                        progress: bool = True, dataset=None, processor=None) -> dict[str, list[float]]:
+    """Stage 1 of the hard-alignment baseline: the trainer's batches, optimiser and schedule, its own loss."""
     from ..training.config import PathArguments, TrainingArguments
     from ..training.path_setup import build_optimizer, configure_trainable
 
@@ -370,7 +373,7 @@ def train_with_own_loss(model: CodeBindModel, data: DemoData, budget: DemoBudget
                              warmup_steps=budget.warmup_steps)  # fmt: skip
     optimizer, scheduler = build_optimizer(model, args, budget.path_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    sampler, collator, loader = _same_batches(model, data, budget, seed)
+    sampler, collator, loader = _same_batches(model, data, budget, seed, dataset, processor)
     history: dict[str, list[float]] = {"loss": []}
     bar = _progress(budget.path_steps, f"stage 1 {arm} (seed {seed})", progress)
     epoch = 0
@@ -379,7 +382,7 @@ def train_with_own_loss(model: CodeBindModel, data: DemoData, budget: DemoBudget
         collator.epoch = epoch
         for batch in loader:
             inputs = {INPUT_KEYS[m]: x for m, x in batch["inputs"].items()}
-            loss, terms = baseline_loss(model, inputs, budget.temperature) if arm == "baseline" else decoupling_loss(model, inputs, budget)
+            loss, terms = baseline_loss(model, inputs, budget.temperature)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{arm}: loss became {loss.item()} at step {len(history['loss'])}")
             optimizer.zero_grad(set_to_none=True)
@@ -401,13 +404,17 @@ def train_with_own_loss(model: CodeBindModel, data: DemoData, budget: DemoBudget
 
 
 def train_arm(model: CodeBindModel, data: DemoData, budget: DemoBudget, arm: str, seed: int, workdir: Path,
-              progress: bool = True) -> tuple[CodeBindModel, dict[str, list[float]]]:
-    """Stage 1 of one arm from ``model`` (see the module docstring); returns the trained model and its losses."""
+              progress: bool = True, dataset=None, processor=None) -> tuple[CodeBindModel, dict[str, list[float]]]:
+    """Stage 1 of one arm from ``model`` (see the module docstring); returns the trained model and its losses.
+
+    ``dataset`` (*optional*): the rows to train on ([`path_dataset`], default: the whole split); ``processor``
+    (*optional*): what turns them into inputs (default `DemoProcessor.from_data(data)`). Every arm reads them
+    through the trainer's sampler and collator."""
     if arm not in ARMS:
         raise ValueError(f"Unknown arm {arm!r}; expected one of {ARMS}")
-    if arm in ("codebind", "codebook_only"):
-        return train_with_path_trainer(model, data, budget, arm, seed, Path(workdir), progress)
-    return model, train_with_own_loss(model, data, budget, arm, seed, progress)
+    if arm in ARM_SWITCHES:
+        return train_with_path_trainer(model, data, budget, arm, seed, Path(workdir), progress, dataset, processor)
+    return model, train_with_own_loss(model, data, budget, arm, seed, progress, dataset, processor)
 
 
 __all__ = [
@@ -415,6 +422,7 @@ __all__ = [
     "BRIDGES",
     "ARMS",
     "ABLATIONS",
+    "ARM_SWITCHES",
     "DemoBudget",
     "DEFAULT_BUDGET",
     "QUICK_BUDGET",
@@ -430,7 +438,6 @@ __all__ = [
     "train_with_path_trainer",
     "train_with_own_loss",
     "baseline_loss",
-    "decoupling_loss",
     "train_bridge",
     "train_arm",
 ]

@@ -42,17 +42,15 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import PROCESSOR_ARGUMENT, BenchmarkDataError, _read_metadata, load_input
+from .finegrained_sets import FINEGRAINED_SETS, describe_sources, read_finegrained
 from .loop import choose_path, embed_all
 from .suite import KIND_MODALITY
 
 KINDS = ("probe", "finegrained", "fusion")
 RESERVED_FIELDS = ("file", "paired_file", "id", "sampling_rate", "fps", "bbox", "depth_scale")
-# The paper's fine-grained retrieval sets: input kind, display name, Hugging Face datasets known to hold them (export
-# them to the local layout: 'file' + 'label').
-FINEGRAINED = {
-    "stanford_dogs": ("image", "Stanford Dogs", ("Donghyun99/Stanford-Dogs",)),
-    "oxford_pets": ("image", "Oxford-IIIT Pet", ("pcuenq/oxford-pets",)),
-}
+# The paper's fine-grained retrieval sets: input kind, display name, their Hugging Face datasets (readers of their own
+# layouts and of the Hub: finegrained_sets).
+FINEGRAINED = {name: ("image", spec.display_name, (spec.hub.dataset_id,)) for name, spec in FINEGRAINED_SETS.items()}
 TASK_TYPES = {"probe": "linear-probe", "finegrained": "fine-grained-retrieval", "fusion": "fusion"}
 
 
@@ -151,11 +149,16 @@ def _average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def read_items(task: AnalysisTask, data_root) -> list[dict]:
-    """The task's records with their inputs' paths checked: ``{"where", "record", "paths": [path per input kind]}``."""
+def read_items(task: AnalysisTask, data_root, use_hub: bool = False) -> list[dict]:
+    """The task's records with their inputs' paths checked: ``{"where", "record", "paths": [path per input kind]}``
+    (a named fine-grained set may also come in its own layout or, with ``use_hub``, from the Hub: `finegrained_sets`)."""
     folder = Path(data_root) / task.folder / task.split if data_root else None
     if folder is None or not folder.is_dir():
-        known = f"; Hugging Face datasets known to hold it: {', '.join(task.hf_datasets)}" if task.hf_datasets else ""
+        named = task.kind == "finegrained" and task.folder in FINEGRAINED_SETS and task.hf_datasets
+        items = read_finegrained(task.folder, data_root, task.split, use_hub) if named else None
+        if items is not None:
+            return items
+        known = f"; {describe_sources(task.folder, task.split)}" if named else ""
         raise BenchmarkDataError(f"{task.name}: no folder {folder} (--data-root). Expected: {task.schema}{known}")
     metadata, records = _read_metadata(folder, task.schema)
     items = []
@@ -189,6 +192,8 @@ class _Inputs:
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
+        if "load" in item:  # an item of a Hub dataset: its image, decoded now
+            return {"input": item["load"](), "sampling_rate": None, "fps": None}
         record = item["record"]
         if self.position:  # the paired input's own fields: paired_sampling_rate, paired_fps, paired_bbox ...
             record = {k[len("paired_"):]: v for k, v in record.items() if k.startswith("paired_")}
@@ -229,9 +234,10 @@ def embed_parts(accelerator, model, processor, settings, items, position: int, k
             "concat": embeds}
 
 
-def evaluate_task(task: AnalysisTask, accelerator, model, processor, settings, data_root, seed: int = 0) -> dict | None:
+def evaluate_task(task: AnalysisTask, accelerator, model, processor, settings, data_root, seed: int = 0,
+                  use_hub: bool = False) -> dict | None:
     """The task's metrics on the main process (``None`` on the others, which help embed)."""
-    items = read_items(task, data_root)
+    items = read_items(task, data_root, use_hub)
     if settings.limit:
         items = items[: settings.limit]
     embeds = [embed_parts(accelerator, model, processor, settings, items, i, kind, f"{task.name}/{kind}")

@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> dict | None:
             raise BenchmarkConfigError(f"--templates: {err.args[0]}") from None
     sources = open_sources(definitions, args.data_root, args.use_hub_sources)
     for task in tasks:  # layouts checked before the model loads, as the benchmarks'
-        read_items(task, args.data_root)
+        read_items(task, args.data_root, args.use_hub_sources)
 
     # 3. model and processor
     processor = load_processor(args.processor, args.model, args.revision)
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> dict | None:
                 splits[definition.name] = per_split
             logger.info("%s: %s", definition.name, results[definition.name])
     for task in tasks:
-        out = evaluate_task(task, accelerator, model, processor, settings, args.data_root)
+        out = evaluate_task(task, accelerator, model, processor, settings, args.data_root, use_hub=args.use_hub_sources)
         if accelerator.is_main_process:
             results[task.name] = out
             logger.info("%s: %s", task.name, out)
