@@ -24,6 +24,7 @@ INDEX_FILES = ("codes.safetensors", "index.json")
 
 # The script each launched process runs: the same call as the single-process build.
 LAUNCHED = """
+import os
 import sys
 import datasets
 import torch
@@ -35,7 +36,9 @@ root, out = sys.argv[1], sys.argv[2]
 model = CodeBindModel.from_pretrained(root + "/model")
 data = datasets.load_from_disk(root + "/data")
 index = build_index_from_dataset(model, data, "depth", "depth", out, **{options})
-print("built", len(index), index.ids[0], index.ids[-1], flush=True)
+# One file per rank: the processes' stdout interleaves.
+with open(out + "-rank" + os.environ["RANK"] + ".txt", "w") as report:
+    report.write(f"built {len(index)} {index.ids[0]} {index.ids[-1]}")
 """
 
 
@@ -153,7 +156,8 @@ def test_two_gloo_processes_build_the_same_index_as_one(workdir, tmp_path, one_t
     # accelerate 1.x's --cpu runs a single process; --multi_gpu with ACCELERATE_USE_CPU gives gloo processes.
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count(f"built {ROWS} item0 item{ROWS - 1}") == 2  # every process returns the whole index
+    for rank in (0, 1):  # every process returns the whole index
+        assert (tmp_path / f"two-rank{rank}.txt").read_text() == f"built {ROWS} item0 item{ROWS - 1}"
     for name in INDEX_FILES:
         assert (tmp_path / "two" / "index" / name).read_bytes() == (tmp_path / "one" / "index" / name).read_bytes()
     two = CodeBindIndex.load(tmp_path / "two" / "index", backend="torch")
