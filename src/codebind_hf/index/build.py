@@ -184,7 +184,8 @@ def build_index(
     start, manifest = 0, None
     if output_dir is not None:
         output_dir = Path(output_dir)
-        manifest = _check_manifest(output_dir, spec.identity(dataset), resume, overwrite)
+        identity = spec.identity(dataset)
+        manifest = _check_manifest(output_dir, identity, resume, overwrite)
         if manifest is not None and overwrite:
             _discard_build(output_dir)
             manifest = None
@@ -197,7 +198,7 @@ def build_index(
                 )
             start = manifest["rows_done"]
         else:
-            manifest = _new_manifest(output_dir, spec.identity(dataset))
+            manifest = _new_manifest(output_dir, identity)
 
     total = None if _is_streamed(dataset) else len(dataset)
     check_dataset_not_empty(total, f"the {modality} column {column!r} to index")
