@@ -21,7 +21,7 @@ from codebind_hf.demo import data as demo_data
 from codebind_hf.demo.conditions import condition_data, vibration_view
 from codebind_hf.demo.evaluate import aggregate, class_embeddings, modality_gap, recall_at_k, zero_shot_accuracy
 from codebind_hf.demo.processing import RowTrace
-from codebind_hf.demo.run import DEFAULT_FRACTIONS, REPORTED, format_sweep_table, format_table, main, parse_args, run_demo
+from codebind_hf.demo.run import DEFAULT_FRACTIONS, DEFAULT_SEEDS, REPORTED, format_sweep_table, format_table, main, parse_args, run_demo
 from codebind_hf.demo.sweep import nest_results, paired_rows, point_budget, row_order_digest, subset_shape, sweep_order
 from codebind_hf.demo.train import ARMS, QUICK_BUDGET, path_dataset
 from codebind_hf.encoders.precomputed import PrecomputedEmbeddingConfig, PrecomputedEmbeddingModel
@@ -458,6 +458,28 @@ def test_processor_reproduces_the_cached_features(quick_run):
     assert out["input_ids"].tolist() == [[13]]
 
 
+
+def test_memoizing_processor_gives_the_same_features_and_computes_each_clip_once(monkeypatch):
+    from codebind_hf.demo import processing
+    from codebind_hf.demo.processing import DemoProcessor, RowTrace
+
+    spec = demo_data.DEFAULT_SPEC
+    clips = np.random.default_rng(0).standard_normal((5, spec.num_samples)).astype(np.float32)
+    plain = DemoProcessor(["p"], spec, torch.tensor([0.5, 2.0]))
+    trace = RowTrace(clips)
+    memo = DemoProcessor(["p"], spec, torch.tensor([0.5, 2.0]), trace, memoize=True)
+    computed = []
+    real = processing.audio_features
+    monkeypatch.setattr(processing, "audio_features", lambda w, *a: computed.append(len(w)) or real(w, *a))
+    batches = ([3, 1], [1, 4, 3, 0], [0, 1, 3, 4])
+    got = [memo(audio=list(clips[batch]), sampling_rate=16000)["audio_values"] for batch in batches]
+    assert computed == [2, 2]  # clips 3 and 1, then 4 and 0, then nothing new
+    for batch, values in zip(batches, got):
+        torch.testing.assert_close(values, plain(audio=list(clips[batch]), sampling_rate=16000)["audio_values"], rtol=0, atol=0)
+    assert computed == [2, 2, 2, 4, 4]  # the plain processor computes every clip of every batch
+    assert trace.batches == [[3, 1], [1, 4, 3, 0], [0, 1, 3, 4]]
+
+
 # ---------------------------------------------------------------------------------------------- the default run
 @pytest.mark.slow
 def test_default_console_run(tmp_path):
@@ -476,7 +498,7 @@ def test_default_console_run(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"sweep", "meta"}
     meta = results["meta"]
-    assert meta["quick"] is False and meta["full"] is False and meta["seeds"] == [0, 1]
+    assert meta["quick"] is False and meta["full"] is False and meta["seeds"] == list(range(DEFAULT_SEEDS))
     assert meta["fractions"] == [f"{f:g}" for f in DEFAULT_FRACTIONS] and meta["conditions"] == ["speech", "vibration"]
     for by_fraction in results["sweep"].values():
         for point in by_fraction.values():

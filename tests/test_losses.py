@@ -128,6 +128,24 @@ def test_codevector_contrastive_matches_sorted_formula():
     assert math.isclose(float(codevector_contrastive(dist)), sum(values) / len(values), rel_tol=1e-9)
 
 
+def test_codevector_contrastive_gradient_is_the_topk_formulas():
+    # The selection (np.argpartition on CPU floats, topk otherwise) must give topk's values and gradient.
+    k = 1024
+    dist = (4 * torch.rand(16, 8, k, dtype=torch.float64)).requires_grad_()
+    flat = dist.reshape(-1, k)
+    expected = (flat.topk(k // 10, -1, largest=False).values.mean(-1) / flat.topk(k // 2, -1).values.sum(-1)).mean()
+    (grad_expected,) = torch.autograd.grad(expected, dist)
+    got = codevector_contrastive(dist)
+    (grad,) = torch.autograd.grad(got, dist)
+    assert math.isclose(float(got), float(expected), rel_tol=1e-12)
+    assert torch.allclose(grad, grad_expected, rtol=0, atol=1e-15)
+    # every selected entry gets gradient, no other: 102 + 512 non-zeros per row
+    assert (grad.reshape(-1, k) != 0).sum(-1).tolist() == [k // 10 + k // 2] * 128
+    # the torch branch (a dtype numpy has no partition for) gives the same loss
+    half = codevector_contrastive(dist.detach().to(torch.bfloat16).float().to(torch.bfloat16))
+    assert math.isclose(float(half), float(codevector_contrastive(dist.detach().to(torch.bfloat16).double())), rel_tol=2e-2)
+
+
 def test_codevector_contrastive_official_is_the_authors_double_softmax():
     k = 20
     cos = torch.rand(6, k, dtype=torch.float64) * 2 - 1

@@ -46,8 +46,9 @@ class RowTrace:
             raise ValueError(f"{len(waves) - len(self.index)} clips are exact duplicates: rows cannot be told apart")
         self.batches: list[list[int]] = []
 
-    def record(self, audio) -> None:
-        rows = [self.index.get(_clip_key(clip)) for clip in audio]
+    def record(self, audio, keys: list[bytes] | None = None) -> None:
+        """Record one batch of clips (``keys``: their [`_clip_key`]s, when the caller has them already)."""
+        rows = [self.index.get(key) for key in (keys if keys is not None else map(_clip_key, audio))]
         if None in rows:
             raise KeyError(f"{rows.count(None)} clips of this batch are not rows of the traced split")
         self.batches.append(rows)
@@ -61,6 +62,9 @@ class DemoProcessor:
         spec ([`DemoDataSpec`]): audio geometry (sample rate, clip length, log-mel settings).
         audio_stats (`torch.Tensor` of shape `(2,)`): log-mel mean and std of the training clips.
         trace ([`RowTrace`], *optional*): records the rows of every audio batch (what the sweep's check reads).
+        memoize (`bool`, *optional*, defaults to `False`): keep each clip's log-mel, keyed by a hash of its samples,
+            and reuse it when the same clip comes again (a training run sees each clip many times; the features are
+            a deterministic function of the samples, so the output is unchanged).
 
     Example:
 
@@ -78,16 +82,18 @@ class DemoProcessor:
     ```
     """
 
-    def __init__(self, prompts: Sequence[str], spec, audio_stats: torch.Tensor, trace: RowTrace | None = None):
+    def __init__(self, prompts: Sequence[str], spec, audio_stats: torch.Tensor, trace: RowTrace | None = None,
+                 memoize: bool = False):  # fmt: skip
         self.prompts = list(prompts)
         self.trace = trace
+        self.memo: dict[bytes, torch.Tensor] | None = {} if memoize else None
         self.index = {prompt: i for i, prompt in enumerate(self.prompts)}
         self.spec = spec
         self.audio_stats = torch.as_tensor(audio_stats, dtype=torch.float32)
 
     @classmethod
-    def from_data(cls, data: DemoData, trace: RowTrace | None = None) -> DemoProcessor:
-        return cls(data.prompts, data.spec, data.audio_stats, trace)
+    def from_data(cls, data: DemoData, trace: RowTrace | None = None, memoize: bool = False) -> DemoProcessor:
+        return cls(data.prompts, data.spec, data.audio_stats, trace, memoize)
 
     def __call__(self, text=None, images=None, audio=None, sampling_rate=None, **unsupported) -> dict[str, torch.Tensor]:
         if unsupported:
@@ -109,10 +115,20 @@ class DemoProcessor:
         if audio is not None:
             if sampling_rate != self.spec.sample_rate:
                 raise ValueError(f"audio must be sampled at {self.spec.sample_rate} Hz, got sampling_rate={sampling_rate}")
+            clips = [np.asarray(a, dtype=np.float32) for a in audio]
+            keys = [_clip_key(clip) for clip in clips] if self.trace is not None or self.memo is not None else None
             if self.trace is not None:
-                self.trace.record(audio)
-            out["audio_values"] = audio_features(np.stack([np.asarray(a, dtype=np.float32) for a in audio]), self.spec, self.audio_stats)
+                self.trace.record(clips, keys)
+            out["audio_values"] = self._audio_values(clips, keys)
         return out
+
+    def _audio_values(self, clips: list[np.ndarray], keys: list[bytes] | None) -> torch.Tensor:
+        if self.memo is None:
+            return audio_features(np.stack(clips), self.spec, self.audio_stats)
+        new = {key: clip for key, clip in zip(keys, clips) if key not in self.memo}
+        if new:
+            self.memo.update(zip(new, audio_features(np.stack(list(new.values())), self.spec, self.audio_stats)))
+        return torch.stack([self.memo[key] for key in keys])
 
     def to_dict(self) -> dict:
         """What identifies this processor's output (the trainer's feature-cache key)."""

@@ -231,7 +231,7 @@ def run_point(spec, budget, point: SweepPoint, cache_dir, folder, progress: bool
     rows = paired_rows(data.audio_train_meta, point.fraction, point.seed)
     budget = point_budget(budget, len(rows))
     trace = RowTrace(data.waves_train)
-    processor = DemoProcessor.from_data(data, trace)
+    processor = DemoProcessor.from_data(data, trace, memoize=True)  # each clip comes ~10-500 times
     reference = CodeBindModel.from_pretrained(reference_dir(folder, point.seed))
     workdir = Path(tempfile.mkdtemp(prefix="codebind-demo-"))  # the arm's base model and trainer run
     try:
