@@ -259,8 +259,7 @@ class CodeBindIVFIndex:
             raise ValueError(f"ids must be unique; already present or repeated: {clashes[:5]}")
         codes = torch.as_tensor(codes).long()
         lists = assign_lists(lambda start, stop: self._codec.decode(codes[start:stop]), len(codes), self.centroids)
-        entries = [None] * len(codes) if metadata is None else scratch.metadata
-        self._pending.append(scratch.packed_codes, lists, scratch.ids, entries)
+        self._pending.append(scratch.packed_codes, lists, scratch.ids, None if metadata is None else scratch.metadata)
         self._held.add(scratch.ids)
         self._faiss_ivf = self._faiss_flat = None  # rows move when the buffer is merged; rebuilt on demand
 
@@ -334,7 +333,8 @@ class CodeBindIVFIndex:
             target[order] = fill[sorted_lists] + torch.arange(len(order)) - first[sorted_lists]
             packed.index_copy_(0, target, chunk)  # no sorted copy of the batch
             ids[target.numpy()] = _objects(chunk_ids)
-            metadata[target.numpy()] = _objects(chunk_meta)
+            if chunk_meta is not None:  # else the entries stay None (no metadata)
+                metadata[target.numpy()] = _objects(chunk_meta)
             fill += per_list
         self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids.tolist(), metadata.tolist()
 

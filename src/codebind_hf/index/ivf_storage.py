@@ -14,8 +14,9 @@ import torch
 
 
 class AddBuffer:
-    """Items added since the last merge: packed codes and list numbers copied into blocks of ``ROWS`` rows, ids and
-    metadata appended to one list each.
+    """Items added since the last merge: packed codes and list numbers copied into blocks of ``ROWS`` rows, ids
+    appended to one list, metadata to another once an add has some (until then ``metadata`` is None: no list of
+    Nones).
 
     A block (40 MiB of 160-byte codes) is past glibc's largest mmap threshold, so it gets a mapping of its own.
     Keeping every ``add``'s small arrays instead would pepper the heap between the encoder's large temporaries and
@@ -29,7 +30,7 @@ class AddBuffer:
         self.width, self.fill = width, 0
         self.blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.ids: list[str] = []
-        self.metadata: list[dict | None] = []
+        self.metadata: list[dict | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -38,7 +39,7 @@ class AddBuffer:
     def nbytes(self) -> int:
         return len(self) * (self.width + 4)
 
-    def append(self, packed: torch.Tensor, lists: torch.Tensor, ids: list[str], metadata: list) -> None:
+    def append(self, packed: torch.Tensor, lists: torch.Tensor, ids: list[str], metadata: list | None) -> None:
         done = 0
         while done < len(ids):
             if not self.blocks or self.fill == self.ROWS:
@@ -50,15 +51,18 @@ class AddBuffer:
             codes[self.fill : self.fill + take] = packed[done : done + take]
             numbers[self.fill : self.fill + take] = lists[done : done + take]
             self.fill, done = self.fill + take, done + take
+        if metadata is not None and self.metadata is None:
+            self.metadata = [None] * len(self.ids)
+        if self.metadata is not None:
+            self.metadata.extend([None] * len(ids) if metadata is None else metadata)
         self.ids.extend(ids)
-        self.metadata.extend(metadata)
 
     def batches(self):
-        """``(packed, lists, ids, metadata)`` per block, in the order added."""
+        """``(packed, lists, ids, metadata)`` per block, in the order added (metadata None: none given)."""
         for b, (codes, numbers) in enumerate(self.blocks):
             rows = self.ROWS if b < len(self.blocks) - 1 else self.fill
             span = slice(b * self.ROWS, b * self.ROWS + rows)
-            yield codes[:rows], numbers[:rows], self.ids[span], self.metadata[span]
+            yield codes[:rows], numbers[:rows], self.ids[span], None if self.metadata is None else self.metadata[span]
 
 
 class IdHashes:
