@@ -254,17 +254,17 @@ def test_an_interrupted_merge_leaves_an_index_that_refuses_use(quantizer, monkey
     index.add(data[:3], ids=["x", "y", "z"])
     calls = []
 
-    def interrupted(values):
+    def interrupted(*args):
         if calls:
             raise KeyboardInterrupt
         calls.append(1)
-        return original(values)
+        return original(*args)
 
-    original = ivf_module._objects
-    monkeypatch.setattr(ivf_module, "_objects", interrupted)
+    original = ivf_module._scatter
+    monkeypatch.setattr(ivf_module, "_scatter", interrupted)
     with pytest.raises(KeyboardInterrupt):
         index.search(data[:1], k=1)
-    monkeypatch.setattr(ivf_module, "_objects", original)
+    monkeypatch.setattr(ivf_module, "_scatter", original)
     for use in (lambda: index.search(data[:1], k=1), lambda: index.add(data[:1], ids=["w"]), lambda: index.ids):
         with pytest.raises(RuntimeError, match="lost items .* load or rebuild it"):
             use()

@@ -330,7 +330,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--noise", type=float, default=0.5, help="per-dim noise of members around their centre")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--chunk", type=int, default=4096, help="items generated, encoded and added at a time")
+    parser.add_argument("--chunk", type=int, default=1024,
+                        help="items generated, encoded and added at a time (their float temporaries sit beside the "
+                        "growing index: 1024 keeps them to a few MiB)")  # fmt: skip
     parser.add_argument("--kmeans-iters", type=int, default=10)
     parser.add_argument("--kmeans-items", type=int, default=5000, help="items the codebook's k-means sees")
     parser.add_argument("--lists", type=int, default=None, help="IVF lists (default: power of two nearest sqrt(items))")

@@ -29,7 +29,6 @@ from collections.abc import Iterable
 from itertools import chain
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -319,7 +318,7 @@ class CodeBindIVFIndex:
         offsets = _offsets_of(counts)
         total = int(offsets[-1])
         packed = torch.empty(total, self.bytes_per_item, dtype=torch.uint8)
-        ids, metadata = np.empty(total, dtype=object), np.empty(total, dtype=object)
+        ids, metadata = [None] * total, [None] * total  # filled in place: no object array and list copy of it
         fill = offsets[:-1].clone()
         self._packed, self._ids, self._metadata = None, [], []
         self._pending = AddBuffer(self.bytes_per_item)
@@ -332,11 +331,11 @@ class CodeBindIVFIndex:
             target = torch.empty_like(order)  # where each row of the batch goes, in the batch's own order
             target[order] = fill[sorted_lists] + torch.arange(len(order)) - first[sorted_lists]
             packed.index_copy_(0, target, chunk)  # no sorted copy of the batch
-            ids[target.numpy()] = _objects(chunk_ids)
+            _scatter(ids, target, chunk_ids)
             if chunk_meta is not None:  # else the entries stay None (no metadata)
-                metadata[target.numpy()] = _objects(chunk_meta)
+                _scatter(metadata, target, chunk_meta)
             fill += per_list
-        self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids.tolist(), metadata.tolist()
+        self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids, metadata
 
     # ------------------------------------------------------------------ search
     def _check_nprobe(self, nprobe) -> int:
@@ -496,11 +495,11 @@ def _offsets_of(counts: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
 
 
-def _objects(values: list) -> np.ndarray:
-    """A list as a 1-d object array (``np.array`` would turn a list of dicts or of equal-length lists 2-d)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
+def _scatter(out: list, rows: torch.Tensor, values: list, step: int = 1 << 16) -> None:
+    """``out[rows[i]] = values[i]``, converting ``step`` rows to Python ints at a time."""
+    for start in range(0, len(values), step):
+        for row, value in zip(rows[start : start + step].tolist(), values[start : start + step]):
+            out[row] = value
 
 
 def _check_stored(index: CodeBindIVFIndex, config: dict, directory: Path, packed, offsets, centroids) -> None:
