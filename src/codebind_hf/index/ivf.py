@@ -432,7 +432,8 @@ class CodeBindIVFIndex:
             save_file({"codes": self._packed.contiguous(), "list_offsets": self._offsets}, staging / CODES_FILE)
             save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
             save_file({"centroids": self.centroids}, staging / CENTROIDS_FILE)
-            (staging / INDEX_CONFIG).write_text(json.dumps(self._config()))
+            with open(staging / INDEX_CONFIG, "w") as config_file:  # streamed: a million ids' text never held whole
+                json.dump(self._config(), config_file)
 
         write_dir_atomically(directory, write, replaceable=_FILES)
 
