@@ -33,3 +33,5 @@ def test_index_benchmark_reports_compression_recall_and_ivf_figures(capsys):
     assert result["bytes_per_item"] == 160 + 17 * 8 / 400
     assert result["index_bytes"] > 400 * 160 and result["peak_rss_bytes"] >= result["rss_before_index_bytes"] > 0
     assert result["ivf_speedup_vs_exhaustive"] > 0 and result["ivf_nprobe"] in (1, 2, 4, 8, 16)
+    # the fresh build process (stream, encode, add, merge, save) writes the same files as the main process' build
+    assert result["build_same_index"] is True and result["build_rss_before_bytes"] > 0

@@ -254,17 +254,56 @@ def test_an_interrupted_merge_leaves_an_index_that_refuses_use(quantizer, monkey
     index.add(data[:3], ids=["x", "y", "z"])
     calls = []
 
-    def interrupted(values):
+    def interrupted(*args):
         if calls:
             raise KeyboardInterrupt
         calls.append(1)
-        return original(values)
+        return original(*args)
 
-    original = ivf_module._objects
-    monkeypatch.setattr(ivf_module, "_objects", interrupted)
+    original = ivf_module._scatter
+    monkeypatch.setattr(ivf_module, "_scatter", interrupted)
     with pytest.raises(KeyboardInterrupt):
         index.search(data[:1], k=1)
-    monkeypatch.setattr(ivf_module, "_objects", original)
+    monkeypatch.setattr(ivf_module, "_scatter", original)
     for use in (lambda: index.search(data[:1], k=1), lambda: index.add(data[:1], ids=["w"]), lambda: index.ids):
         with pytest.raises(RuntimeError, match="lost items .* load or rebuild it"):
             use()
+
+
+def test_id_clashes_are_confirmed_on_the_ids_when_hashes_collide(quantizer, tmp_path, monkeypatch):
+    from codebind_hf.index import ivf_storage
+
+    # Every id hashes to one of two values: each add's ids are all candidates, and only true clashes may raise.
+    monkeypatch.setattr(ivf_storage, "_hashes", lambda ids: ivf_storage.np.array([len(i) % 2 for i in ids], "int64"))
+    index = CodeBindIVFIndex.from_quantizer(quantizer, 64, num_lists=4, backend="torch")
+    data = _data(60, 8)
+    index.train(data)
+    index.add(data[:10], ids=[f"s{i}" for i in range(10)])
+    index.search(data[:1], k=1)  # merged: "s*" stored, the next ones pending
+    index.add(data[10:20], ids=[f"p{i}" for i in range(10)])
+    index.add(data[20:25])  # generated ids "20" .. "24"
+    for clash in (["new", "s3"], ["p7"], ["22"]):
+        with pytest.raises(ValueError, match=re.escape(f"already present or repeated: ['{clash[-1]}']")):
+            index.add(data[:len(clash)], ids=clash)
+    assert len(index) == 25
+    index.remove(["s3", "p7"])
+    index.add(data[25:27], ids=["s3", "p7"])  # removed ids come back
+    index.save(tmp_path / "ivf")
+    loaded = CodeBindIVFIndex.load(tmp_path / "ivf")
+    with pytest.raises(ValueError, match=re.escape("already present or repeated: ['24']")):
+        loaded.add(data[:2], ids=["x", "24"])
+    loaded.add(data[27:29], ids=["x", "y"])
+    assert sorted(loaded.ids) == sorted([f"s{i}" for i in range(10)] + [f"p{i}" for i in range(10)]
+                                        + [str(i) for i in range(20, 25)] + ["x", "y"])  # fmt: skip
+
+
+def test_id_hashes_keep_few_sorted_levels():
+    from codebind_hf.index.ivf_storage import IdHashes
+
+    held = IdHashes()
+    for start in range(0, 5000, 37):
+        held.add([f"id{i}" for i in range(start, min(start + 37, 5000))])
+    sizes = [len(level) for level in held.levels]
+    assert sum(sizes) == 5000 and all(old > 2 * new for old, new in zip(sizes, sizes[1:]))
+    assert all(bool((level[1:] >= level[:-1]).all()) for level in held.levels)
+    assert held.maybe_held([f"id{i}" for i in range(4990, 5010)]).tolist() == [True] * 10 + [False] * 10

@@ -20,20 +20,28 @@ and loaded back memory-mapped before it is searched. Measured in one run:
   queries/s over exhaustive queries/s;
 - bytes per item (packed codes + list offsets, in memory) and ``index_bytes`` (the saved folder: codes, lists,
   centroids, codebook and the ids in ``index.json``); build time (encode + list assignment + merge, and the
-  coarse k-means apart), peak RSS: the process' high-water mark, and its growth over the RSS before the index
-  existed (sampled every 2 ms), for the torch phase (build — with the generated float chunks and the exact float
-  search beside it —, save, load, search) and then with faiss' copies; and the serving cost apart: a fresh process
-  (``--serve``) loads the saved index memory-mapped and answers the queries by IVF search at the headline
-  ``nprobe``: its peak RSS growth over its own RSS before loading (``serve_peak_rss_growth_vs_index``); then the
-  same process also runs the exhaustive search (``serve_with_exhaustive_peak_rss_growth_vs_index``).
+  coarse k-means apart);
+- memory, as peak RSS growth over a process' RSS before the index existed (sampled every 2 ms), over
+  ``index_bytes``: **building** — a fresh process (``--build``) streams the generated chunks, encodes, adds,
+  merges and saves, nothing else (``build_peak_rss_growth_vs_index``; its saved files must equal this process':
+  ``build_same_index``); **serving** — a fresh process (``--serve``) loads the saved index memory-mapped and
+  answers the queries by IVF search at the headline ``nprobe`` (``serve_peak_rss_growth_vs_index``), then also
+  runs the exhaustive search (``serve_with_exhaustive_peak_rss_growth_vs_index``); and this process' torch phase —
+  build with the generated float chunks and the exact float search beside it, save, load, search —
+  (``inprocess_peak_rss_growth_vs_index``; ``peak_rss_bytes`` is its high-water mark), then with faiss' copies.
+
+The default clusters (``--noise 0.5``) are tight: an item's ten nearest neighbours share its list, so nprobe = 1
+already reaches Recall@10 = 1.0 against exhaustive search. A larger ``--noise`` spreads the neighbours over lists
+and makes ``nprobe`` matter.
 
 Run: ``python benchmarks/perf/index.py [--items 20000]`` (``--items 1000000`` for the README's figures); the last
 line is ``RESULT {json}`` with ``compression_vs_float32``, ``recall_at_10`` (exhaustive torch code search against
 exact float search), ``ivf_speedup_vs_exhaustive``, ``ivf_recall_at_10_vs_exhaustive``, ``ivf_nprobe`` (torch
 backend; the faiss figures under ``faiss``), ``bytes_per_item``, ``index_bytes``, ``peak_rss_bytes``,
-``peak_rss_growth_bytes``, ``peak_rss_growth_vs_index``, ``serve_peak_rss_growth_bytes``,
-``serve_peak_rss_growth_vs_index`` and ``serve_with_exhaustive_peak_rss_growth_vs_index``. ``--threads 1`` gives steadier ratios on a shared
-machine (many small parallel ops wait on busy cores).
+``build_peak_rss_growth_bytes``, ``build_peak_rss_growth_vs_index``, ``build_same_index``,
+``inprocess_peak_rss_growth_bytes``, ``inprocess_peak_rss_growth_vs_index``, ``serve_peak_rss_growth_bytes``,
+``serve_peak_rss_growth_vs_index`` and ``serve_with_exhaustive_peak_rss_growth_vs_index``. ``--threads 1`` gives
+steadier ratios on a shared machine (many small parallel ops wait on busy cores).
 """
 
 from __future__ import annotations
@@ -151,36 +159,51 @@ def default_lists(items: int) -> int:
     return max(1, 2 ** round(math.log2(max(1.0, math.sqrt(items)))))
 
 
-def build(args, source: EmbeddingSource, quantizer, queries: torch.Tensor, lists: int) -> tuple:
-    """Stream the items into an IVF index; exact float search and decoding fidelity are measured on the way."""
-    index = CodeBindIVFIndex.from_quantizer(quantizer, EMBED_DIM, num_lists=lists, backend="torch")
+def stream_build(args, source: EmbeddingSource, codebook: torch.Tensor, lists: int, observe=None) -> tuple:
+    """Stream the generated items into an IVF index: encode each chunk, train the coarse quantizer on the first
+    ``train_items`` codes (then add them), add the rest chunk by chunk, merge. ``observe(index, start, embeddings,
+    codes)`` sees every chunk (the main process' exact float search and fidelity); the fresh build process passes
+    none. Returns the index and timings."""
+    index = CodeBindIVFIndex(codebook, EMBED_DIM, num_lists=lists, backend="torch")
     train_items = min(args.items, args.train_items or 64 * lists)
-    float_truth, float_s, encode_s, add_s, train_s, cosine = None, 0.0, 0.0, 0.0, 0.0, 0.0
-    buffered: list[tuple[torch.Tensor, int]] = []
+    encode_s, add_s, train_s, sample = 0.0, 0.0, 0.0, None
     for start, embeddings in source.items(args.items, args.chunk):
-        seconds, scores = _timed(lambda: queries @ embeddings.t())
-        seconds2, float_truth = _timed(lambda: merge_topk(float_truth, scores, start, args.k))
-        float_s += seconds + seconds2
         seconds, codes = _timed(lambda: index.encode(embeddings))
         encode_s += seconds
-        cosine += (embeddings * index.decode(codes)).sum().item()
+        if observe is not None:
+            observe(index, start, embeddings, codes)
+        del embeddings
         if not index.is_trained:
-            buffered.append((codes.int(), start))
-            if sum(len(c) for c, _ in buffered) < train_items:
+            if sample is None:  # the training codes, filled in place (int16 holds K = 1024): no concatenated copy
+                rows = min(args.items, -(-train_items // args.chunk) * args.chunk)
+                sample = torch.empty(rows, codes.shape[1], dtype=torch.int16)
+            sample[start : start + len(codes)] = codes
+            if start + len(codes) < train_items:
                 continue
-            sample = torch.cat([c for c, _ in buffered])[:train_items]
-            train_s, _ = _timed(lambda: index.train_codes(sample, iters=args.train_iters))
-            del sample
-            pending, buffered = buffered, []
+            train_s, _ = _timed(lambda: index.train_codes(sample[:train_items], iters=args.train_iters))
+            pending = [(sample[s : s + args.chunk], s) for s in range(0, start + len(codes), args.chunk)]
         else:
             pending = [(codes, start)]
         for chunk_codes, chunk_start in pending:
             ids = [str(i) for i in range(chunk_start, chunk_start + len(chunk_codes))]
             seconds, _ = _timed(lambda: index.add_codes(chunk_codes, ids))
             add_s += seconds
+        pending = sample = None
     merge_s, _ = _timed(lambda: index.list_sizes)  # the buffered adds are merged into the lists here
-    timings = {"encode_s": encode_s, "assign_and_add_s": add_s + merge_s, "train_s": train_s, "float_search_s": float_s}
-    return index, float_truth[1], timings, cosine / args.items
+    return index, {"encode_s": encode_s, "assign_and_add_s": add_s + merge_s, "train_s": train_s}
+
+
+def build(args, source: EmbeddingSource, quantizer, queries: torch.Tensor, lists: int) -> tuple:
+    """The main process' build: exact float search and decoding fidelity are measured on the way."""
+    seen = {"truth": None, "float_s": 0.0, "cosine": 0.0}
+
+    def observe(index, start, embeddings, codes):
+        seconds, seen["truth"] = _timed(lambda: merge_topk(seen["truth"], queries @ embeddings.t(), start, args.k))
+        seen["float_s"] += seconds
+        seen["cosine"] += (embeddings * index.decode(codes)).sum().item()
+
+    index, timings = stream_build(args, source, quantizer.codebook, lists, observe)
+    return index, seen["truth"][1], {**timings, "float_search_s": seen["float_s"]}, seen["cosine"] / args.items
 
 
 def decoded_truth(index: CodeBindIVFIndex, queries: torch.Tensor, k: int) -> list[list[str]]:
@@ -235,6 +258,43 @@ def search_figures(index: CodeBindIVFIndex, queries: torch.Tensor, args, float_t
     return row
 
 
+def build_here(args, folder: Path) -> dict:
+    """The fresh build process: stream, encode, add, merge and save into ``folder`` (nothing else runs here); peak
+    RSS growth over this process' RSS before the index existed (after loading the codebook and the generator)."""
+    from safetensors.torch import load_file
+
+    codebook = load_file(str(folder.parent / "codebook.safetensors"))["codebook"]
+    torch.manual_seed(0)  # the main process' generator: same head bias, same items
+    source = EmbeddingSource(args.clusters, args.noise)
+    lists = args.lists or default_lists(args.items)
+    gc.collect()
+    phases = {}
+    with PeakRSS() as rss:
+        seconds, (index, timings) = _timed(lambda: stream_build(args, source, codebook, lists))
+        phases["built"] = _rss()
+        index.save(folder)
+        phases["saved"] = _rss()
+    return {"rss_before_bytes": rss.start, "peak_rss_bytes": rss.peak, "peak_rss_growth_bytes": rss.peak - rss.start,
+            "rss_after_bytes": phases, "seconds": seconds, **timings}
+
+
+def build_in_fresh_process(folder: Path, codebook: torch.Tensor, argv: list[str]) -> dict:
+    from safetensors.torch import save_file
+
+    save_file({"codebook": codebook.contiguous()}, str(folder.parent / "codebook.safetensors"))
+    done = subprocess.run([sys.executable, __file__, "--build", str(folder), *argv], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the build process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1].removeprefix("BUILD "))
+
+
+def same_files(first: Path, second: Path) -> bool:
+    names = sorted(f.name for f in first.iterdir())
+    return names == sorted(f.name for f in second.iterdir()) and all(
+        (first / name).read_bytes() == (second / name).read_bytes() for name in names
+    )
+
+
 def serve(folder: Path, queries_file: Path, nprobe: int, k: int) -> dict:
     """The serving phase in this (fresh) process: load memory-mapped, answer the queries; RSS growth over before."""
     from safetensors.torch import load_file
@@ -264,12 +324,15 @@ def serve_in_fresh_process(folder: Path, queries: torch.Tensor, nprobe: int, k: 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # the fresh serving process (internal)
+    parser.add_argument("--build", default=None, help=argparse.SUPPRESS)  # the fresh build process (internal)
     parser.add_argument("--items", type=int, default=20000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--noise", type=float, default=0.5, help="per-dim noise of members around their centre")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--chunk", type=int, default=4096, help="items generated, encoded and added at a time")
+    parser.add_argument("--chunk", type=int, default=1024,
+                        help="items generated, encoded and added at a time (their float temporaries sit beside the "
+                        "growing index: 1024 keeps them to a few MiB)")  # fmt: skip
     parser.add_argument("--kmeans-iters", type=int, default=10)
     parser.add_argument("--kmeans-items", type=int, default=5000, help="items the codebook's k-means sees")
     parser.add_argument("--lists", type=int, default=None, help="IVF lists (default: power of two nearest sqrt(items))")
@@ -281,12 +344,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--faiss-exhaustive-queries", type=int, default=20,
                         help="queries timing faiss' exhaustive IndexPQ (slow at 10-bit codes); its IVF recall is "
                         "taken against the torch exhaustive hits over the same codes")  # fmt: skip
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)  # this script's process only: a shared machine measures steadier on 1
     if args.serve:
         folder = Path(args.serve)
         print("SERVE " + json.dumps(serve(folder, folder.parent / "queries.safetensors", args.nprobes[0], args.k)))
+        return {}
+    if args.build:
+        print("BUILD " + json.dumps(build_here(args, Path(args.build))))
         return {}
     torch.manual_seed(0)
     source = EmbeddingSource(args.clusters, args.noise)
@@ -323,6 +390,8 @@ def main(argv: list[str] | None = None) -> dict:
             phases["searched"] = _rss()
             del index
         served = serve_in_fresh_process(Path(tmp) / "ivf", queries, torch_row["nprobe"], args.k, args.threads)
+        fresh = build_in_fresh_process(Path(tmp) / "ivf_fresh", quantizer.codebook, argv)
+        fresh["same_index"] = same_files(Path(tmp) / "ivf", Path(tmp) / "ivf_fresh")
         torch_peak = _high_water_bytes()
         faiss_row = None
         if faiss_available():
@@ -343,7 +412,15 @@ def main(argv: list[str] | None = None) -> dict:
         f"{fidelity:.4f}; lists hold {int(list_sizes.min())}..{int(list_sizes.max())} items"
     )
     print(
-        f"peak RSS {torch_peak / 2**20:.0f} MiB; growth over the {torch_rss.start / 2**20:.0f} MiB before the index: "
+        f"building (fresh process: stream, encode, add, merge, save; {'same' if fresh['same_index'] else 'NOT the same'}"
+        f" index files as this process'): peak RSS growth {fresh['peak_rss_growth_bytes'] / 2**20:.0f} MiB over the "
+        f"{fresh['rss_before_bytes'] / 2**20:.0f} MiB before the index = "
+        f"{fresh['peak_rss_growth_bytes'] / index_bytes:.2f}x the index; RSS after "
+        + ", ".join(f"{name} {value / 2**20:.0f}" for name, value in fresh["rss_after_bytes"].items())
+    )
+    print(
+        f"this process (build with the float chunks and exact float search beside it, save, load, search): peak RSS "
+        f"{torch_peak / 2**20:.0f} MiB; growth over the {torch_rss.start / 2**20:.0f} MiB before the index: "
         f"{growth / 2**20:.0f} MiB = {growth / index_bytes:.2f}x the index; RSS after "
         + ", ".join(f"{name} {value / 2**20:.0f}" for name, value in phases.items())
         + (f" (with faiss' copies: {faiss_row['peak_rss_growth_bytes'] / 2**20:.0f} MiB)" if faiss_row else "")
@@ -375,8 +452,13 @@ def main(argv: list[str] | None = None) -> dict:
         "ivf_recall_at_10_vs_exhaustive": torch_row["recall_at_10_vs_exhaustive"],
         "peak_rss_bytes": torch_peak,
         "rss_before_index_bytes": torch_rss.start,
-        "peak_rss_growth_bytes": growth,
-        "peak_rss_growth_vs_index": growth / index_bytes,
+        "inprocess_peak_rss_growth_bytes": growth,
+        "inprocess_peak_rss_growth_vs_index": growth / index_bytes,
+        "build_peak_rss_growth_bytes": fresh["peak_rss_growth_bytes"],
+        "build_peak_rss_growth_vs_index": fresh["peak_rss_growth_bytes"] / index_bytes,
+        "build_rss_before_bytes": fresh["rss_before_bytes"],
+        "build_rss_after_bytes": fresh["rss_after_bytes"],
+        "build_same_index": fresh["same_index"],
         "rss_after_bytes": phases,
         "serve_peak_rss_growth_bytes": served["peak_rss_growth_bytes"],
         "serve_peak_rss_growth_vs_index": served["peak_rss_growth_bytes"] / index_bytes,

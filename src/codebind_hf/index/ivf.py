@@ -26,9 +26,9 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -37,6 +37,7 @@ from ..adapters.io import download_snapshot, push_folder, write_dir_atomically
 from .backends import FaissPQBackend, codebook_fingerprint, torch_search, unpack_codes
 from .core import CodeBindIndex
 from .ivf_backends import FaissIVFBackend, assign_lists, ivf_torch_search, probe_lists, spherical_kmeans
+from .ivf_storage import AddBuffer, IdHashes
 
 INDEX_CONFIG = "index.json"
 CODES_FILE = "codes.safetensors"
@@ -101,8 +102,8 @@ class CodeBindIVFIndex:
         self._offsets = torch.zeros(num_lists + 1, dtype=torch.long)
         self._ids: list[str] = []
         self._metadata: list[dict | None] = []  # None for items added without metadata (read back as {})
-        self._known_set: set[str] | None = set()  # None until an add or remove needs it (a loaded index to search doesn't)
-        self._pending = _AddBuffer(self.bytes_per_item)
+        self._held: IdHashes | None = IdHashes()  # None until an add needs it (a loaded index to search doesn't)
+        self._pending = AddBuffer(self.bytes_per_item)
         self._faiss_ivf: FaissIVFBackend | None = None
         self._faiss_flat: FaissPQBackend | None = None
         self._broken = False
@@ -252,31 +253,31 @@ class CodeBindIVFIndex:
         scratch = CodeBindIndex(self.codebook, self.embed_dim, backend="torch")
         n = len(self)
         scratch.add_codes(codes, [str(n + i) for i in range(len(codes))] if ids is None else ids, metadata)
-        clashes = [item for item in scratch.ids if item in self._known]
+        clashes = self._clashes(scratch.ids)
         if clashes:
             raise ValueError(f"ids must be unique; already present or repeated: {clashes[:5]}")
         codes = torch.as_tensor(codes).long()
         lists = assign_lists(lambda start, stop: self._codec.decode(codes[start:stop]), len(codes), self.centroids)
-        entries = [None] * len(codes) if metadata is None else scratch.metadata
-        self._pending.append(scratch.packed_codes, lists, scratch.ids, entries)
-        self._known.update(scratch.ids)
+        self._pending.append(scratch.packed_codes, lists, scratch.ids, None if metadata is None else scratch.metadata)
+        self._held.add(scratch.ids)
         self._faiss_ivf = self._faiss_flat = None  # rows move when the buffer is merged; rebuilt on demand
 
-    @property
-    def _known(self) -> set[str]:
-        """The ids held (stored and pending), built on first use: at a million items the set costs about as much
-        memory as the codes, which searching a loaded index never needs."""
-        if self._known_set is None:
-            self._known_set = set(self._ids).union(*(batch[2] for batch in self._pending.batches()))
-        return self._known_set
+    def _clashes(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` already held (stored or pending), in their order: the hashes name candidates, the ids
+        confirm them (a scan, only when some hash is held)."""
+        if self._held is None:
+            self._held = IdHashes(chain(self._ids, self._pending.ids))
+        candidates = {item for item, hit in zip(ids, self._held.maybe_held(ids)) if hit}
+        held = {item for item in chain(self._ids, self._pending.ids) if item in candidates} if candidates else set()
+        return [item for item in ids if item in held]
 
     def remove(self, ids: Iterable) -> int:
         """Remove items by id; returns how many were removed. Unknown ids raise a `KeyError` naming them."""
         gone = {str(i) for i in ids}
-        unknown = sorted(gone - self._known)
+        self._consolidate()
+        unknown = sorted(gone.difference(item for item in self._ids if item in gone))
         if unknown:
             raise KeyError(f"ids not in the index: {unknown[:10]}{' …' if len(unknown) > 10 else ''}")
-        self._consolidate()
         keep = torch.tensor([item not in gone for item in self._ids], dtype=torch.bool)
         lists = torch.repeat_interleave(torch.arange(self.num_lists), self._offsets.diff())
         self._offsets = _offsets_of(torch.bincount(lists[keep], minlength=self.num_lists))
@@ -284,7 +285,7 @@ class CodeBindIVFIndex:
         rows = keep.nonzero().squeeze(1).tolist()
         self._ids = [self._ids[r] for r in rows]
         self._metadata = [self._metadata[r] for r in rows]
-        self._known_set = self._known - gone
+        self._held = None  # rebuilt from the kept ids by the next add
         self._faiss_ivf = self._faiss_flat = None
         return len(gone)
 
@@ -311,16 +312,16 @@ class CodeBindIVFIndex:
 
     def _merge(self) -> None:
         old_counts = self._offsets.diff()
-        stored = torch.repeat_interleave(torch.arange(self.num_lists), old_counts)
+        stored = torch.repeat_interleave(torch.arange(self.num_lists, dtype=torch.int32), old_counts)
         batches = [(self._packed, stored, self._ids, self._metadata), *self._pending.batches()]
         counts = old_counts + sum(torch.bincount(lists, minlength=self.num_lists) for _, lists, _, _ in batches[1:])
         offsets = _offsets_of(counts)
         total = int(offsets[-1])
         packed = torch.empty(total, self.bytes_per_item, dtype=torch.uint8)
-        ids, metadata = np.empty(total, dtype=object), np.empty(total, dtype=object)
+        ids, metadata = [None] * total, [None] * total  # filled in place: no object array and list copy of it
         fill = offsets[:-1].clone()
         self._packed, self._ids, self._metadata = None, [], []
-        self._pending = _AddBuffer(self.bytes_per_item)
+        self._pending = AddBuffer(self.bytes_per_item)
         for i, (chunk, lists, chunk_ids, chunk_meta) in enumerate(batches):
             batches[i] = None  # free each batch once merged
             order = lists.argsort(stable=True)
@@ -330,10 +331,11 @@ class CodeBindIVFIndex:
             target = torch.empty_like(order)  # where each row of the batch goes, in the batch's own order
             target[order] = fill[sorted_lists] + torch.arange(len(order)) - first[sorted_lists]
             packed.index_copy_(0, target, chunk)  # no sorted copy of the batch
-            ids[target.numpy()] = _objects(chunk_ids)
-            metadata[target.numpy()] = _objects(chunk_meta)
+            _scatter(ids, target, chunk_ids)
+            if chunk_meta is not None:  # else the entries stay None (no metadata)
+                _scatter(metadata, target, chunk_meta)
             fill += per_list
-        self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids.tolist(), metadata.tolist()
+        self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids, metadata
 
     # ------------------------------------------------------------------ search
     def _check_nprobe(self, nprobe) -> int:
@@ -430,7 +432,8 @@ class CodeBindIVFIndex:
             save_file({"codes": self._packed.contiguous(), "list_offsets": self._offsets}, staging / CODES_FILE)
             save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
             save_file({"centroids": self.centroids}, staging / CENTROIDS_FILE)
-            (staging / INDEX_CONFIG).write_text(json.dumps(self._config()))
+            with open(staging / INDEX_CONFIG, "w") as config_file:  # streamed: a million ids' text never held whole
+                json.dump(self._config(), config_file)
 
         write_dir_atomically(directory, write, replaceable=_FILES)
 
@@ -462,7 +465,7 @@ class CodeBindIVFIndex:
         _check_stored(index, config, directory, packed, offsets, centroids)
         index.centroids = centroids
         index._packed, index._offsets = (packed, offsets) if mmap else (packed.clone(), offsets.clone())
-        index._ids, index._metadata, index._known_set = config["ids"], config["metadata"], None
+        index._ids, index._metadata, index._held = config["ids"], config["metadata"], None
         if codebook is not None:
             index.check_codebook(codebook)
         return index
@@ -488,63 +491,16 @@ class CodeBindIVFIndex:
         return cls.load(folder, backend, codebook, mmap)
 
 
-class _AddBuffer:
-    """Items added since the last merge: packed codes and list numbers copied into blocks of ``ROWS`` rows, ids and
-    metadata appended to one list each.
-
-    A block (40 MiB of 160-byte codes) is past glibc's largest mmap threshold, so it gets a mapping of its own.
-    Keeping every ``add``'s small arrays instead would pepper the heap between the encoder's large temporaries and
-    stop it from shrinking: a million-item build then held several times its codes in RSS.
-    """
-
-    ROWS = 1 << 18
-
-    def __init__(self, width: int):
-        self.width, self.fill = width, 0
-        self.blocks: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.ids: list[str] = []
-        self.metadata: list[dict | None] = []
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def nbytes(self) -> int:
-        return len(self) * (self.width + 8)
-
-    def append(self, packed: torch.Tensor, lists: torch.Tensor, ids: list[str], metadata: list) -> None:
-        done = 0
-        while done < len(ids):
-            if not self.blocks or self.fill == self.ROWS:
-                codes = torch.empty(self.ROWS, self.width, dtype=torch.uint8)
-                self.blocks.append((codes, torch.empty(self.ROWS, dtype=torch.long)))
-                self.fill = 0
-            take = min(self.ROWS - self.fill, len(ids) - done)
-            codes, numbers = self.blocks[-1]
-            codes[self.fill : self.fill + take] = packed[done : done + take]
-            numbers[self.fill : self.fill + take] = lists[done : done + take]
-            self.fill, done = self.fill + take, done + take
-        self.ids.extend(ids)
-        self.metadata.extend(metadata)
-
-    def batches(self):
-        """``(packed, lists, ids, metadata)`` per block, in the order added."""
-        for b, (codes, numbers) in enumerate(self.blocks):
-            rows = self.ROWS if b < len(self.blocks) - 1 else self.fill
-            span = slice(b * self.ROWS, b * self.ROWS + rows)
-            yield codes[:rows], numbers[:rows], self.ids[span], self.metadata[span]
-
-
 def _offsets_of(counts: torch.Tensor) -> torch.Tensor:
     """List offsets `(L + 1,)` from list sizes `(L,)`."""
     return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
 
 
-def _objects(values: list) -> np.ndarray:
-    """A list as a 1-d object array (``np.array`` would turn a list of dicts or of equal-length lists 2-d)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
+def _scatter(out: list, rows: torch.Tensor, values: list, step: int = 1 << 16) -> None:
+    """``out[rows[i]] = values[i]``, converting ``step`` rows to Python ints at a time."""
+    for start in range(0, len(values), step):
+        for row, value in zip(rows[start : start + step].tolist(), values[start : start + step]):
+            out[row] = value
 
 
 def _check_stored(index: CodeBindIVFIndex, config: dict, directory: Path, packed, offsets, centroids) -> None:

@@ -22,16 +22,19 @@ import torch.nn.functional as F
 from ..quantization.quantizer import nearest_codes
 from .backends import _merge_topk, _unpack
 
-# Rows decoded to floats at a time by k-means, list assignment and search (4096 x 1024 floats = 16 MiB).
+# Rows decoded to floats at a time by search (4096 x 1024 floats = 16 MiB).
 _DECODE_CHUNK = 4096
+# ... and by k-means and list assignment: a build's transients sit beside all its codes, so they are kept small
+# (decoded rows, their normalised copy and their centroid scores: 3 x 4 MiB at 1024 x 1024).
+_ASSIGN_CHUNK = 1024
 
 
 def assign_lists(decode: Callable[[int, int], torch.Tensor], count: int, centroids: torch.Tensor) -> torch.Tensor:
     """List (nearest centroid by inner product, first on ties) of rows ``0 .. count-1``; ``decode(start, stop)``
     gives their unit vectors `(stop - start, d)`."""
     lists = torch.empty(count, dtype=torch.long)
-    for start in range(0, count, _DECODE_CHUNK):
-        stop = min(start + _DECODE_CHUNK, count)
+    for start in range(0, count, _ASSIGN_CHUNK):
+        stop = min(start + _ASSIGN_CHUNK, count)
         lists[start:stop] = nearest_codes(decode(start, stop), centroids)
     return lists
 
@@ -52,8 +55,8 @@ def spherical_kmeans(
     for _ in range(iters):
         sums = torch.zeros_like(centroids)
         counts = torch.zeros(num_lists, dtype=torch.long)
-        for start in range(0, count, _DECODE_CHUNK):
-            stop = min(start + _DECODE_CHUNK, count)
+        for start in range(0, count, _ASSIGN_CHUNK):
+            stop = min(start + _ASSIGN_CHUNK, count)
             vectors = decode(start, stop)
             lists = nearest_codes(vectors, centroids)
             sums.index_add_(0, lists, vectors)
