@@ -169,42 +169,28 @@ def codevector_contrastive(distances: torch.Tensor, variant: Variant = "paper") 
         neg = cos.topk(n_neg, dim=-1, largest=False).values
         logits = F.softmax(torch.cat([pos, neg], dim=-1), dim=-1)
         return F.cross_entropy(logits, torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device))
-    smallest, largest = _ExtremeSums.apply(flat, n_pos, n_neg)
-    return (smallest / n_pos / largest.clamp_min(1e-12)).mean()
+    nearest, farthest = _extreme_indices(flat.detach(), n_pos, n_neg)
+    d_pos = flat.gather(-1, nearest).mean(-1)
+    d_neg = flat.gather(-1, farthest).sum(-1)
+    return (d_pos / d_neg.clamp_min(1e-12)).mean()
 
 
-class _ExtremeSums(torch.autograd.Function):
-    """Per row of `(R, K)`: the sum of its ``n_small`` smallest and of its ``n_large`` largest values
-    (``n_small + n_large <= K``), with gradient 1 on each selected entry.
+def _extreme_indices(flat: torch.Tensor, n_small: int, n_large: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column indices of each row's ``n_small`` smallest and ``n_large`` largest values of `(R, K)`
+    (``n_small + n_large <= K``), in no particular order.
 
-    The same sums as ``topk`` values, cheaper on CPU: two ``np.argpartition`` calls select both sets (about 4x
-    faster than the two ``topk`` calls at K = 1024, where they took a quarter of a CodeBind training step). Among
-    values tied at a set's boundary, which entries carry the gradient follows the selection, as with ``topk``.
+    The same sets as ``topk`` selects, cheaper on CPU: two ``np.argpartition`` calls (with the gathers that use them,
+    2.5x faster forward and backward than two ``topk`` calls at K = 1024, where those took a quarter of a CodeBind
+    training step). Among values tied at a set's boundary, which entries are selected follows the selection, as
+    with ``topk``.
     """
-
-    @staticmethod
-    def forward(ctx, flat: torch.Tensor, n_small: int, n_large: int):
-        if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
-            values = flat.detach()
-            first = torch.from_numpy(np.argpartition(values.numpy(), n_small - 1, axis=-1))
-            small_idx, rest_idx = first[:, :n_small], first[:, n_small:]
-            middle = rest_idx.shape[1] - n_large
-            second = np.argpartition(values.gather(-1, rest_idx).numpy(), max(middle, 0), axis=-1)
-            large_idx = rest_idx.gather(-1, torch.from_numpy(second[:, middle:]))
-        else:
-            small_idx = flat.topk(n_small, dim=-1, largest=False).indices
-            large_idx = flat.topk(n_large, dim=-1, largest=True).indices
-        ctx.save_for_backward(small_idx, large_idx)
-        ctx.shape = flat.shape
-        return flat.gather(-1, small_idx).sum(-1), flat.gather(-1, large_idx).sum(-1)
-
-    @staticmethod
-    def backward(ctx, grad_small: torch.Tensor, grad_large: torch.Tensor):
-        small_idx, large_idx = ctx.saved_tensors
-        grad = grad_small.new_zeros(ctx.shape)
-        grad.scatter_(-1, small_idx, grad_small[:, None].expand_as(small_idx))
-        grad.scatter_(-1, large_idx, grad_large[:, None].expand_as(large_idx))
-        return grad, None, None
+    if flat.device.type != "cpu" or flat.dtype not in (torch.float32, torch.float64):
+        return flat.topk(n_small, dim=-1, largest=False).indices, flat.topk(n_large, dim=-1, largest=True).indices
+    first = torch.from_numpy(np.argpartition(flat.numpy(), n_small - 1, axis=-1))
+    small, rest = first[:, :n_small], first[:, n_small:]
+    middle = rest.shape[1] - n_large
+    second = np.argpartition(flat.gather(-1, rest).numpy(), middle, axis=-1)
+    return small, rest.gather(-1, torch.from_numpy(second[:, middle:]))
 
 
 def reconstruction(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
