@@ -12,7 +12,7 @@ import torch
 from codebind_hf import CodeBindModel
 from codebind_hf.cli import embed
 from codebind_hf.index.core import CodeBindIndex
-from tiny_models import mark_codebooks_trained, tiny_config
+from tiny_models import save_depth_model_and_data
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
@@ -23,13 +23,7 @@ ROWS = 37  # 5 shards of 8, the last one short
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("embed")
-    torch.manual_seed(0)
-    # random codebooks flagged trained: the test checks what codebind-embed stores, not training
-    mark_codebooks_trained(CodeBindModel(tiny_config(decoder=False))).eval().save_pretrained(root / "model")
-    values = torch.randn(ROWS, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    datasets.Dataset.from_dict({"depth": values.tolist(), "name": [f"item{i}" for i in range(ROWS)]}).save_to_disk(
-        str(root / "data")
-    )
+    save_depth_model_and_data(root, ROWS)
     return root
 
 

@@ -12,7 +12,7 @@ import torch
 from codebind_hf import CodeBindModel
 from codebind_hf.index import build as index_build
 from codebind_hf.index.core import CodeBindIndex, build_index_from_dataset
-from tiny_models import mark_codebooks_trained, tiny_config
+from tiny_models import save_depth_model_and_data
 
 datasets = pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
@@ -45,13 +45,7 @@ with open(out + "-rank" + os.environ["RANK"] + ".txt", "w") as report:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("build")
-    torch.manual_seed(0)
-    # random codebooks flagged trained: the test checks how the build is split, not training
-    mark_codebooks_trained(CodeBindModel(tiny_config(decoder=False))).eval().save_pretrained(root / "model")
-    values = torch.randn(ROWS, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    datasets.Dataset.from_dict(
-        {"depth": values.tolist(), "name": [f"item{i}" for i in range(ROWS)], "label": [i % 3 for i in range(ROWS)]}
-    ).save_to_disk(str(root / "data"))
+    save_depth_model_and_data(root, ROWS, labels=True)
     return root
 
 

@@ -61,3 +61,21 @@ def mark_codebooks_trained(model):
         if isinstance(module, CompositionalQuantizer):
             module.initialized.fill_(True)
     return model
+
+
+def save_depth_model_and_data(root, rows: int, labels: bool = False) -> None:
+    """A tiny model with random codebooks flagged trained (``root/model``) and ``rows`` random 16x16 depth maps with
+    names ``item<i>`` (and labels ``i % 3``) as a ``save_to_disk`` dataset (``root/data``): the inputs of the tests
+    that check how embedding and index builds are split and stored, not training."""
+    import datasets
+    import torch
+
+    from codebind_hf import CodeBindModel
+
+    torch.manual_seed(0)
+    mark_codebooks_trained(CodeBindModel(tiny_config(decoder=False))).eval().save_pretrained(root / "model")
+    values = torch.randn(rows, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    columns = {"depth": values.tolist(), "name": [f"item{i}" for i in range(rows)]}
+    if labels:
+        columns["label"] = [i % 3 for i in range(rows)]
+    datasets.Dataset.from_dict(columns).save_to_disk(str(root / "data"))
