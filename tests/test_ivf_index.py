@@ -231,7 +231,68 @@ def test_bad_inputs_raise_clear_errors(quantizer, tmp_path):
     packed, offsets = index.packed_codes, index.list_offsets.clone()
     offsets[3] = offsets[4] + 1  # decreasing: the lists would overlap
     save_file({"codes": packed.contiguous(), "list_offsets": offsets}, tmp_path / "ivf" / "codes.safetensors")
+    with pytest.raises(ValueError, match="codes.safetensors is corrupted or truncated: its sha256 is not"):
+        CodeBindIVFIndex.load(tmp_path / "ivf")
+    _reseal(tmp_path / "ivf")  # checksums that agree: the structure is checked next
     with pytest.raises(ValueError, match="list_offsets must be 9 non-decreasing int64 from 0 to 20"):
+        CodeBindIVFIndex.load(tmp_path / "ivf")
+
+
+def _reseal(folder):
+    """Record the current sha256 of the data files in index.json (as if the bad files had been saved so)."""
+    import json
+
+    from codebind_hf.adapters.io import file_sha256
+
+    config = json.loads((folder / "index.json").read_text())
+    config["files_sha256"] = {name: file_sha256(folder / name) for name in config["files_sha256"]}
+    (folder / "index.json").write_text(json.dumps(config))
+
+
+def test_saved_ids_round_trip_and_are_checked(quantizer, tmp_path):
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    index = CodeBindIVFIndex.from_quantizer(quantizer, 64, num_lists=4, backend="torch")
+    index.train(_data(100, 0))
+    names = ["plain", "é-accent", "\udc80lone", "", "x" * 300]  # any str, the empty one and a long one
+    index.add(_data(5, 1), ids=names)
+    index.save(tmp_path / "ivf")
+    loaded = CodeBindIVFIndex.load(tmp_path / "ivf")
+    assert sorted(loaded.ids) == sorted(names) and loaded.ids == index.ids
+    assert json.loads((tmp_path / "ivf" / "index.json").read_text())["metadata"] is None  # none given: none stored
+    assert loaded.metadata == [{}] * 5
+    ids_file = tmp_path / "ivf" / "ids.safetensors"
+    good = ids_file.read_bytes()
+    bad_files = {
+        "expected 5 unique ids; some repeat": {"id_bytes": np.frombuffer(b"aabcd", np.uint8),
+                                                "id_ends": np.arange(1, 6, dtype=np.int64)},
+        "ids are not valid UTF-8": {"id_bytes": np.frombuffer(b"ab\xffde", np.uint8),
+                                    "id_ends": np.arange(1, 6, dtype=np.int64)},
+        "expected 5 ids as uint8 bytes and 5 non-decreasing int64 end offsets": {
+            "id_bytes": np.frombuffer(b"abcde", np.uint8), "id_ends": np.array([1, 3, 2, 4, 5], np.int64)},
+    }  # fmt: skip
+    for message, tensors in bad_files.items():
+        save_file(tensors, ids_file)
+        with pytest.raises(ValueError, match="ids.safetensors is corrupted or truncated"):
+            CodeBindIVFIndex.load(tmp_path / "ivf")
+        _reseal(tmp_path / "ivf")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            CodeBindIVFIndex.load(tmp_path / "ivf")
+    ids_file.write_bytes(good)
+    _reseal(tmp_path / "ivf")
+    assert CodeBindIVFIndex.load(tmp_path / "ivf").ids == index.ids
+    config = json.loads((tmp_path / "ivf" / "index.json").read_text())
+    (tmp_path / "ivf" / "index.json").write_text(json.dumps({**config, "files_sha256": {}}))
+    with pytest.raises(ValueError, match="records no sha256 of codes.safetensors and ids.safetensors"):
+        CodeBindIVFIndex.load(tmp_path / "ivf")
+    ids_file.unlink()
+    with pytest.raises(FileNotFoundError, match="ids.safetensors is missing"):
+        CodeBindIVFIndex.load(tmp_path / "ivf")
+    (tmp_path / "ivf" / "index.json").write_text(json.dumps({**config, "version": 1}))
+    with pytest.raises(ValueError, match="version 1; expected 'codebind-ivf-index' version 2 .*rebuild it"):
         CodeBindIVFIndex.load(tmp_path / "ivf")
 
 
@@ -248,23 +309,18 @@ def test_from_flat_keeps_items_ids_and_metadata(quantizer):
 
 
 def test_an_interrupted_merge_leaves_an_index_that_refuses_use(quantizer, monkeypatch):
-    from codebind_hf.index import ivf as ivf_module
+    from codebind_hf.index.ivf_storage import IdColumn
 
     index, data = _ivf(quantizer, n=120, num_lists=4)
     index.add(data[:3], ids=["x", "y", "z"])
-    calls = []
 
-    def interrupted(*args):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return original(*args)
+    def interrupted(*args):  # the merge's last step: the codes are merged, the old ids already dropped
+        raise KeyboardInterrupt
 
-    original = ivf_module._scatter
-    monkeypatch.setattr(ivf_module, "_scatter", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        index.search(data[:1], k=1)
-    monkeypatch.setattr(ivf_module, "_scatter", original)
+    with monkeypatch.context() as patch:
+        patch.setattr(IdColumn, "take", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            index.search(data[:1], k=1)
     for use in (lambda: index.search(data[:1], k=1), lambda: index.add(data[:1], ids=["w"]), lambda: index.ids):
         with pytest.raises(RuntimeError, match="lost items .* load or rebuild it"):
             use()
@@ -307,3 +363,27 @@ def test_id_hashes_keep_few_sorted_levels():
     assert sum(sizes) == 5000 and all(old > 2 * new for old, new in zip(sizes, sizes[1:]))
     assert all(bool((level[1:] >= level[:-1]).all()) for level in held.levels)
     assert held.maybe_held([f"id{i}" for i in range(4990, 5010)]).tolist() == [True] * 10 + [False] * 10
+
+
+def test_id_column_matches_a_list_of_strings():
+    from codebind_hf.index.ivf_storage import _ID_CHUNK, IdColumn
+
+    generator = torch.Generator().manual_seed(3)
+    alphabet = "abcxyz0189é€😀"  # 1-, 2-, 3- and 4-byte UTF-8 characters
+    lengths = torch.randint(0, 12, (2 * _ID_CHUNK + 123,), generator=generator).tolist()
+    picks = torch.randint(0, len(alphabet), (sum(lengths),), generator=generator).tolist()
+    ids, at = [], 0
+    for length in lengths:
+        ids.append("".join(alphabet[p] for p in picks[at : at + length]) + str(len(ids)))
+        at += length
+    column = IdColumn.from_strings(ids)
+    assert len(column) == len(ids) and list(column) == ids and column.strings(5, 9) == ids[5:9]
+    assert column[-1] == ids[-1] and column[_ID_CHUNK] == ids[_ID_CHUNK]
+    rows = torch.randperm(len(ids), generator=generator)[: len(ids) - 7].numpy()  # across the gather chunks
+    assert column.take(rows).strings() == [ids[r] for r in rows]
+    parts = [IdColumn.from_strings(ids[:100]), IdColumn.from_strings([]), IdColumn.from_strings(ids[100:])]
+    halves = IdColumn.concat(parts)
+    assert halves == column and halves.strings() == ids
+    assert column.take([]).strings() == [] and IdColumn.concat([]).strings() == []
+    with pytest.raises(IndexError):
+        column[len(ids)]

@@ -19,7 +19,7 @@ and loaded back memory-mapped before it is searched. Measured in one run:
   the headline ``nprobe`` is the smallest whose recall reaches ``--target-recall``, and its speed-up is IVF
   queries/s over exhaustive queries/s;
 - bytes per item (packed codes + list offsets, in memory) and ``index_bytes`` (the saved folder: codes, lists,
-  centroids, codebook and the ids in ``index.json``); build time (encode + list assignment + merge, and the
+  centroids, codebook, the ids in ``ids.safetensors``, ``index.json``); build time (encode + list assignment + merge, and the
   coarse k-means apart);
 - memory, as peak RSS growth over a process' RSS before the index existed (sampled every 2 ms), over
   ``index_bytes``: **building** — a fresh process (``--build``) streams the generated chunks, encodes, adds,
@@ -212,7 +212,8 @@ def decoded_truth(index: CodeBindIVFIndex, queries: torch.Tensor, k: int) -> lis
     for start in range(0, len(index), step):
         codes = unpack_codes(packed[start : start + step], index.num_subvectors, index.bits_per_code)
         best = merge_topk(best, queries @ index.decode(codes).t(), start, k)
-    return [[index.ids[r] for r in row] for row in best[1].tolist()]
+    ids = index.ids  # one list, not one per hit
+    return [[ids[r] for r in row] for row in best[1].tolist()]
 
 
 def search_figures(index: CodeBindIVFIndex, queries: torch.Tensor, args, float_truth, decoded, reference=None):

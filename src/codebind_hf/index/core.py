@@ -262,7 +262,8 @@ class CodeBindIndex:
     def decode(self, codes: torch.Tensor | None = None) -> torch.Tensor:
         """Unit embeddings `(N, d)` of codes `(N, m)` (default: all items): the normalised concatenated codevectors."""
         codes = self.codes if codes is None else self._check_codes(codes)
-        vectors = self.codebook.index_select(0, codes.reshape(-1).long()).reshape(codes.shape[0], self.embed_dim)
+        # int32 indices: index_select runs about twice as fast as with int64 on CPU
+        vectors = self.codebook.index_select(0, codes.reshape(-1).int()).reshape(codes.shape[0], self.embed_dim)
         return F.normalize(vectors, dim=-1)
 
     def _check_codes(self, codes) -> torch.Tensor:

@@ -12,9 +12,10 @@ inverted lists:
 
 Codes are held grouped by list (items added since the last search wait in a buffer and are merged in by a
 counting sort, without a second copy of the stored codes). ``ids``, ``metadata`` and ``codes`` follow that
-grouped order, not the order of adding. On :meth:`~CodeBindIVFIndex.load` the codes are memory-mapped
-(``safetensors.safe_open``): a search reads only the probed lists' pages, so an index larger than RAM can be
-searched.
+grouped order, not the order of adding. Ids are held as one UTF-8 byte column (:class:`IdColumn`: the id's bytes
+plus 8 an item, where a list of strings costs about 60), and metadata only once some item has any. On
+:meth:`~CodeBindIVFIndex.load` the codes are memory-mapped (``safetensors.safe_open``): a search reads only the
+probed lists' pages, so an index larger than RAM can be searched.
 
 The torch backend is the reference; the faiss backend (``faiss-cpu``, extra ``[index]``) runs the same lists and
 codes through an ``IndexIVFPQ`` (see :mod:`~codebind_hf.index.ivf_backends`).
@@ -30,22 +31,25 @@ from itertools import chain
 from pathlib import Path
 
 import torch
+import numpy as np
 from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file as save_numpy_file
 from safetensors.torch import load_file, save_file
 
-from ..adapters.io import download_snapshot, push_folder, write_dir_atomically
+from ..adapters.io import download_snapshot, file_sha256, push_folder, write_dir_atomically
 from .backends import FaissPQBackend, codebook_fingerprint, torch_search, unpack_codes
 from .core import CodeBindIndex
 from .ivf_backends import FaissIVFBackend, assign_lists, ivf_torch_search, probe_lists, spherical_kmeans
-from .ivf_storage import AddBuffer, IdHashes
+from .ivf_storage import AddBuffer, IdColumn, IdHashes
 
 INDEX_CONFIG = "index.json"
 CODES_FILE = "codes.safetensors"
 CODEBOOK_FILE = "codebook.safetensors"
 CENTROIDS_FILE = "centroids.safetensors"
+IDS_FILE = "ids.safetensors"
 IVF_FORMAT = "codebind-ivf-index"
-IVF_VERSION = 1
-_FILES = (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE, CENTROIDS_FILE)
+IVF_VERSION = 2  # 2: ids in ids.safetensors (UTF-8 bytes + end offsets), not in index.json; files checksummed
+_FILES = (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE, CENTROIDS_FILE, IDS_FILE)
 # Items handed to faiss per add_sa_codes call (bounds the copy that prefixes list numbers).
 _FAISS_ADD_CHUNK = 1 << 16
 
@@ -100,8 +104,9 @@ class CodeBindIVFIndex:
         self.centroids: torch.Tensor | None = None
         self._packed = torch.zeros(0, self.bytes_per_item, dtype=torch.uint8)
         self._offsets = torch.zeros(num_lists + 1, dtype=torch.long)
-        self._ids: list[str] = []
-        self._metadata: list[dict | None] = []  # None for items added without metadata (read back as {})
+        self._ids = IdColumn.from_strings([])
+        # None: no item has metadata; else one entry an item, None for those added without (read back as {}).
+        self._metadata: list[dict | None] | None = None
         self._held: IdHashes | None = IdHashes()  # None until an add needs it (a loaded index to search doesn't)
         self._pending = AddBuffer(self.bytes_per_item)
         self._faiss_ivf: FaissIVFBackend | None = None
@@ -170,13 +175,15 @@ class CodeBindIVFIndex:
 
     @property
     def ids(self) -> list[str]:
-        """Item ids, grouped by list."""
+        """Item ids, grouped by list: a new list of strings at each call (the index holds them as bytes)."""
         self._consolidate()
-        return self._ids
+        return self._ids.strings()
 
     @property
     def metadata(self) -> list[dict]:
         self._consolidate()
+        if self._metadata is None:
+            return [{} for _ in range(len(self._ids))]
         return [entry if entry is not None else {} for entry in self._metadata]
 
     @property
@@ -275,16 +282,18 @@ class CodeBindIVFIndex:
         """Remove items by id; returns how many were removed. Unknown ids raise a `KeyError` naming them."""
         gone = {str(i) for i in ids}
         self._consolidate()
-        unknown = sorted(gone.difference(item for item in self._ids if item in gone))
+        keep = np.fromiter((item not in gone for item in self._ids), dtype=bool, count=len(self._ids))
+        unknown = sorted(gone.difference(self._ids[r] for r in np.flatnonzero(~keep).tolist()))
         if unknown:
             raise KeyError(f"ids not in the index: {unknown[:10]}{' …' if len(unknown) > 10 else ''}")
-        keep = torch.tensor([item not in gone for item in self._ids], dtype=torch.bool)
+        rows = np.flatnonzero(keep)
         lists = torch.repeat_interleave(torch.arange(self.num_lists), self._offsets.diff())
-        self._offsets = _offsets_of(torch.bincount(lists[keep], minlength=self.num_lists))
-        self._packed = self._packed[keep]
-        rows = keep.nonzero().squeeze(1).tolist()
-        self._ids = [self._ids[r] for r in rows]
-        self._metadata = [self._metadata[r] for r in rows]
+        kept = torch.from_numpy(keep)
+        self._offsets = _offsets_of(torch.bincount(lists[kept], minlength=self.num_lists))
+        self._packed = self._packed[kept]
+        self._ids = self._ids.take(rows)
+        if self._metadata is not None:
+            self._metadata = [self._metadata[r] for r in rows.tolist()]
         self._held = None  # rebuilt from the kept ids by the next add
         self._faiss_ivf = self._faiss_flat = None
         return len(gone)
@@ -313,16 +322,19 @@ class CodeBindIVFIndex:
     def _merge(self) -> None:
         old_counts = self._offsets.diff()
         stored = torch.repeat_interleave(torch.arange(self.num_lists, dtype=torch.int32), old_counts)
-        batches = [(self._packed, stored, self._ids, self._metadata), *self._pending.batches()]
-        counts = old_counts + sum(torch.bincount(lists, minlength=self.num_lists) for _, lists, _, _ in batches[1:])
+        batches = [(self._packed, stored, self._metadata), *self._pending.batches()]
+        counts = old_counts + sum(torch.bincount(lists, minlength=self.num_lists) for _, lists, _ in batches[1:])
         offsets = _offsets_of(counts)
         total = int(offsets[-1])
         packed = torch.empty(total, self.bytes_per_item, dtype=torch.uint8)
-        ids, metadata = [None] * total, [None] * total  # filled in place: no object array and list copy of it
-        fill = offsets[:-1].clone()
-        self._packed, self._ids, self._metadata = None, [], []
+        any_metadata = any(chunk_meta is not None for _, _, chunk_meta in batches)
+        metadata = [None] * total if any_metadata else None  # filled in place: no object array and list copy of it
+        sources = IdColumn.concat([self._ids, self._pending.ids])  # stored ids, then the added ones in order
+        source_of = torch.empty(total, dtype=torch.long)  # the source row each merged row comes from
+        fill, done = offsets[:-1].clone(), 0
+        self._packed, self._ids, self._metadata = None, None, None
         self._pending = AddBuffer(self.bytes_per_item)
-        for i, (chunk, lists, chunk_ids, chunk_meta) in enumerate(batches):
+        for i, (chunk, lists, chunk_meta) in enumerate(batches):
             batches[i] = None  # free each batch once merged
             order = lists.argsort(stable=True)
             per_list = torch.bincount(lists, minlength=self.num_lists)
@@ -331,11 +343,13 @@ class CodeBindIVFIndex:
             target = torch.empty_like(order)  # where each row of the batch goes, in the batch's own order
             target[order] = fill[sorted_lists] + torch.arange(len(order)) - first[sorted_lists]
             packed.index_copy_(0, target, chunk)  # no sorted copy of the batch
-            _scatter(ids, target, chunk_ids)
+            source_of[target] = torch.arange(done, done + len(order))
             if chunk_meta is not None:  # else the entries stay None (no metadata)
                 _scatter(metadata, target, chunk_meta)
             fill += per_list
-        self._packed, self._offsets, self._ids, self._metadata = packed, offsets, ids, metadata
+            done += len(order)
+        self._packed, self._offsets, self._metadata = packed, offsets, metadata
+        self._ids = sources.take(source_of.numpy())
 
     # ------------------------------------------------------------------ search
     def _check_nprobe(self, nprobe) -> int:
@@ -417,12 +431,12 @@ class CodeBindIVFIndex:
             "codebook_sha256": self.fingerprint,
             "centroids_sha256": codebook_fingerprint(self.centroids),
             "info": self.info,
-            "ids": self._ids,
             "metadata": self._metadata,
         }
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write ``index.json`` + ``codes.safetensors`` (grouped packed codes and list offsets) +
+        """Write ``index.json`` (with the metadata and the sha256 of the two data files) + ``codes.safetensors``
+        (grouped packed codes and list offsets) + ``ids.safetensors`` (ids' UTF-8 bytes and end offsets) +
         ``codebook.safetensors`` + ``centroids.safetensors``, atomically (as :meth:`CodeBindIndex.save`)."""
         if not self.is_trained:
             raise ValueError("the index is not trained; there is nothing to save yet")
@@ -430,10 +444,12 @@ class CodeBindIVFIndex:
 
         def write(staging: Path) -> None:
             save_file({"codes": self._packed.contiguous(), "list_offsets": self._offsets}, staging / CODES_FILE)
+            save_numpy_file({"id_bytes": self._ids.data, "id_ends": self._ids.ends}, staging / IDS_FILE)
             save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
             save_file({"centroids": self.centroids}, staging / CENTROIDS_FILE)
-            with open(staging / INDEX_CONFIG, "w") as config_file:  # streamed: a million ids' text never held whole
-                json.dump(self._config(), config_file)
+            sealed = {name: file_sha256(staging / name) for name in (CODES_FILE, IDS_FILE)}
+            with open(staging / INDEX_CONFIG, "w") as config_file:  # streamed: a million entries never held as text
+                json.dump({**self._config(), "files_sha256": sealed}, config_file)
 
         write_dir_atomically(directory, write, replaceable=_FILES)
 
@@ -444,7 +460,7 @@ class CodeBindIVFIndex:
         ``codebook`` (tensor, quantizer or model), if given, must match the index's.
         """
         directory = Path(directory)
-        for name in _FILES:
+        for name in (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE, CENTROIDS_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory / name} is missing; {directory} is not a CodeBindIVFIndex folder")
         config = json.loads((directory / INDEX_CONFIG).read_text())
@@ -452,20 +468,32 @@ class CodeBindIVFIndex:
             raise ValueError(
                 f"{directory / INDEX_CONFIG}: format {config.get('format')!r} version {config.get('version')!r}; "
                 f"expected {IVF_FORMAT!r} version {IVF_VERSION}"
+                + (" (version 1, from before ids moved to ids.safetensors: rebuild it)" if config.get("version") == 1
+                   else "")  # fmt: skip
             )
+        if not (directory / IDS_FILE).is_file():
+            raise FileNotFoundError(f"{directory / IDS_FILE} is missing; the index's ids are in it")
+        sealed = config.get("files_sha256")
+        if not isinstance(sealed, dict) or set(sealed) != {CODES_FILE, IDS_FILE}:
+            raise ValueError(f"{directory / INDEX_CONFIG} records no sha256 of {CODES_FILE} and {IDS_FILE}; corrupted")
+        for name, digest in sealed.items():
+            if file_sha256(directory / name) != digest:
+                raise ValueError(f"{directory / name} is corrupted or truncated: its sha256 is not {INDEX_CONFIG}'s")
         try:
             stored_codebook = load_file(directory / CODEBOOK_FILE)["codebook"]
             centroids = load_file(directory / CENTROIDS_FILE)["centroids"]
             with safe_open(directory / CODES_FILE, framework="pt") as codes_file:
                 packed, offsets = codes_file.get_tensor("codes"), codes_file.get_tensor("list_offsets")
+            with safe_open(directory / IDS_FILE, framework="np") as ids_file:
+                ids = IdColumn(ids_file.get_tensor("id_bytes"), ids_file.get_tensor("id_ends"))
         except (SafetensorError, KeyError) as error:
             raise ValueError(f"{directory}: unreadable or incomplete safetensors file ({error})") from None
         index = cls(stored_codebook, config["embed_dim"], config["num_lists"], backend=backend, info=config.get("info"),
                     nprobe=config["nprobe"])  # fmt: skip
-        _check_stored(index, config, directory, packed, offsets, centroids)
+        _check_stored(index, config, directory, packed, offsets, centroids, ids)
         index.centroids = centroids
         index._packed, index._offsets = (packed, offsets) if mmap else (packed.clone(), offsets.clone())
-        index._ids, index._metadata, index._held = config["ids"], config["metadata"], None
+        index._ids, index._metadata, index._held = ids, config["metadata"], None
         if codebook is not None:
             index.check_codebook(codebook)
         return index
@@ -503,7 +531,22 @@ def _scatter(out: list, rows: torch.Tensor, values: list, step: int = 1 << 16) -
             out[row] = value
 
 
-def _check_stored(index: CodeBindIVFIndex, config: dict, directory: Path, packed, offsets, centroids) -> None:
+def _check_ids(ids: IdColumn, count: int, path: Path) -> None:
+    """``count`` unique ids: int64 end offsets non-decreasing up to the byte count, the bytes valid UTF-8."""
+    ends = ids.ends
+    if (ids.data.dtype != np.uint8 or ends.dtype != np.int64 or ids.data.ndim != 1 or ends.shape != (count,)
+            or (count and (int(ends[0]) < 0 or int(ends[-1]) != len(ids.data) or bool((np.diff(ends) < 0).any())))
+            or (not count and len(ids.data))):  # fmt: skip
+        raise ValueError(f"{path}: expected {count} ids as uint8 bytes and {count} non-decreasing int64 end offsets")
+    try:
+        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=count)  # decodes every id, in chunks
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: ids are not valid UTF-8 ({error})") from None
+    if len(np.unique(hashes)) < count and len(set(ids)) < count:  # equal hashes: confirmed on the ids themselves
+        raise ValueError(f"{path}: expected {count} unique ids; some repeat")
+
+
+def _check_stored(index: CodeBindIVFIndex, config: dict, directory: Path, packed, offsets, centroids, ids) -> None:
     """The checks of :meth:`CodeBindIVFIndex.load`: fingerprints, shapes, offsets, ids, code range."""
     if index.fingerprint != config["codebook_sha256"]:
         raise ValueError(
@@ -528,8 +571,10 @@ def _check_stored(index: CodeBindIVFIndex, config: dict, directory: Path, packed
             f"{directory / CODES_FILE}: list_offsets must be {index.num_lists + 1} non-decreasing int64 from 0 to "
             f"{count}; the index is corrupted"
         )
-    if len(config["ids"]) != count or len(config["metadata"]) != count or len(set(config["ids"])) != count:
-        raise ValueError(f"{directory / INDEX_CONFIG}: expected {count} unique ids and {count} metadata entries")
+    if config["metadata"] is not None and len(config["metadata"]) != count:
+        got = len(config["metadata"])
+        raise ValueError(f"{directory / INDEX_CONFIG}: expected {count} metadata entries, got {got}")
+    _check_ids(ids, count, directory / IDS_FILE)
     if index.codebook_size < 1 << index.bits_per_code:  # some bit patterns are no code: check (in chunks)
         for start in range(0, count, 1 << 16):
             codes = unpack_codes(packed[start : start + (1 << 16)], index.num_subvectors, index.bits_per_code)
