@@ -231,7 +231,8 @@ def test_bad_inputs_raise_clear_errors(quantizer, tmp_path):
     packed, offsets = index.packed_codes, index.list_offsets.clone()
     offsets[3] = offsets[4] + 1  # decreasing: the lists would overlap
     save_file({"codes": packed.contiguous(), "list_offsets": offsets}, tmp_path / "ivf" / "codes.safetensors")
-    with pytest.raises(ValueError, match="codes.safetensors is corrupted or truncated: its sha256 is not"):
+    with pytest.raises(ValueError, match=r"codes.safetensors is corrupted or truncated: its sha256 is [0-9a-f]{16}…, "
+                                         "checksums.json records"):
         CodeBindIVFIndex.load(tmp_path / "ivf")
     _reseal(tmp_path / "ivf")  # checksums that agree: the structure is checked next
     with pytest.raises(ValueError, match="list_offsets must be 9 non-decreasing int64 from 0 to 20"):
@@ -239,14 +240,11 @@ def test_bad_inputs_raise_clear_errors(quantizer, tmp_path):
 
 
 def _reseal(folder):
-    """Record the current sha256 of the data files in index.json (as if the bad files had been saved so)."""
-    import json
+    """Record the current sha256 of the index's files in checksums.json (as if the bad files had been saved so)."""
+    from codebind_hf.adapters.integrity import write_checksum_list
+    from codebind_hf.index import ivf
 
-    from codebind_hf.adapters.io import file_sha256
-
-    config = json.loads((folder / "index.json").read_text())
-    config["files_sha256"] = {name: file_sha256(folder / name) for name in config["files_sha256"]}
-    (folder / "index.json").write_text(json.dumps(config))
+    write_checksum_list(folder, ivf._CHECKED, ivf.CHECKSUMS_FILE)
 
 
 def test_saved_ids_round_trip_and_are_checked(quantizer, tmp_path):
@@ -285,9 +283,19 @@ def test_saved_ids_round_trip_and_are_checked(quantizer, tmp_path):
     _reseal(tmp_path / "ivf")
     assert CodeBindIVFIndex.load(tmp_path / "ivf").ids == index.ids
     config = json.loads((tmp_path / "ivf" / "index.json").read_text())
-    (tmp_path / "ivf" / "index.json").write_text(json.dumps({**config, "files_sha256": {}}))
-    with pytest.raises(ValueError, match="records no sha256 of codes.safetensors and ids.safetensors"):
+    (tmp_path / "ivf" / "index.json").write_text(json.dumps({**config, "metadata": [{"edited": 1}] * 5}))
+    with pytest.raises(ValueError, match="index.json is corrupted or truncated: its sha256 is"):
+        CodeBindIVFIndex.load(tmp_path / "ivf")  # index.json is checksummed too
+    _reseal(tmp_path / "ivf")
+    checksums = tmp_path / "ivf" / "checksums.json"
+    checksums.write_text(checksums.read_text().replace('"ids.safetensors": "', '"ids.safetensors": "0'))
+    with pytest.raises(ValueError, match="checksums.json does not match its checksum"):
+        CodeBindIVFIndex.load(tmp_path / "ivf")  # the list is sealed: an edited list is refused
+    checksums.unlink()
+    with pytest.raises(FileNotFoundError, match="checksums.json not found"):
         CodeBindIVFIndex.load(tmp_path / "ivf")
+    (tmp_path / "ivf" / "index.json").write_text(json.dumps(config))
+    _reseal(tmp_path / "ivf")
     ids_file.unlink()
     with pytest.raises(FileNotFoundError, match="ids.safetensors is missing"):
         CodeBindIVFIndex.load(tmp_path / "ivf")

@@ -19,8 +19,8 @@ and loaded back memory-mapped before it is searched. Measured in one run:
   the headline ``nprobe`` is the smallest whose recall reaches ``--target-recall``, and its speed-up is IVF
   queries/s over exhaustive queries/s;
 - bytes per item (packed codes + list offsets, in memory) and ``index_bytes`` (the saved folder: codes, lists,
-  centroids, codebook, the ids in ``ids.safetensors``, ``index.json``); build time (encode + list assignment + merge, and the
-  coarse k-means apart);
+  centroids, codebook, the ids in ``ids.safetensors``, ``index.json`` and ``checksums.json``); build time (encode
+  + list assignment + merge, and the coarse k-means apart);
 - memory, as peak RSS growth over a process' RSS before the index existed (sampled every 2 ms), over
   ``index_bytes``: **building** — a fresh process (``--build``) streams the generated chunks, encodes, adds,
   merges and saves, nothing else (``build_peak_rss_growth_vs_index``; its saved files must equal this process':
@@ -283,10 +283,15 @@ def build_in_fresh_process(folder: Path, codebook: torch.Tensor, argv: list[str]
     from safetensors.torch import save_file
 
     save_file({"codebook": codebook.contiguous()}, str(folder.parent / "codebook.safetensors"))
-    done = subprocess.run([sys.executable, __file__, "--build", str(folder), *argv], capture_output=True, text=True)
+    return _in_fresh_process("build", folder, argv)
+
+
+def _in_fresh_process(mode: str, folder: Path, args: list[str]) -> dict:
+    """Run this script as ``--{mode} folder *args`` in a new interpreter; it prints ``MODE {json}`` last."""
+    done = subprocess.run([sys.executable, __file__, f"--{mode}", str(folder), *args], capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"the build process failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1].removeprefix("BUILD "))
+        raise SystemExit(f"the {mode} process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1].removeprefix(f"{mode.upper()} "))
 
 
 def same_files(first: Path, second: Path) -> bool:
@@ -315,11 +320,8 @@ def serve_in_fresh_process(folder: Path, queries: torch.Tensor, nprobe: int, k: 
     from safetensors.torch import save_file
 
     save_file({"queries": queries.contiguous()}, str(folder.parent / "queries.safetensors"))
-    command = [sys.executable, __file__, "--serve", str(folder), "--nprobes", str(nprobe), "--k", str(k)]
-    done = subprocess.run(command + (["--threads", str(threads)] if threads else []), capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"the serving process failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1].removeprefix("SERVE "))
+    return _in_fresh_process("serve", folder, ["--nprobes", str(nprobe), "--k", str(k)]
+                             + (["--threads", str(threads)] if threads else []))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -30,13 +30,14 @@ from collections.abc import Iterable
 from itertools import chain
 from pathlib import Path
 
-import torch
 import numpy as np
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file as save_numpy_file
 from safetensors.torch import load_file, save_file
 
-from ..adapters.io import download_snapshot, file_sha256, push_folder, write_dir_atomically
+from ..adapters.integrity import verify_checksum_list, write_checksum_list
+from ..adapters.io import download_snapshot, push_folder, write_dir_atomically
 from .backends import FaissPQBackend, codebook_fingerprint, torch_search, unpack_codes
 from .core import CodeBindIndex
 from .ivf_backends import FaissIVFBackend, assign_lists, ivf_torch_search, probe_lists, spherical_kmeans
@@ -47,9 +48,11 @@ CODES_FILE = "codes.safetensors"
 CODEBOOK_FILE = "codebook.safetensors"
 CENTROIDS_FILE = "centroids.safetensors"
 IDS_FILE = "ids.safetensors"
+CHECKSUMS_FILE = "checksums.json"  # the sha256 of every other file (`write_checksum_list`), sealed
 IVF_FORMAT = "codebind-ivf-index"
 IVF_VERSION = 2  # 2: ids in ids.safetensors (UTF-8 bytes + end offsets), not in index.json; files checksummed
-_FILES = (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE, CENTROIDS_FILE, IDS_FILE)
+_CHECKED = (INDEX_CONFIG, CODES_FILE, CODEBOOK_FILE, CENTROIDS_FILE, IDS_FILE)
+_FILES = (*_CHECKED, CHECKSUMS_FILE)
 # Items handed to faiss per add_sa_codes call (bounds the copy that prefixes list numbers).
 _FAISS_ADD_CHUNK = 1 << 16
 
@@ -435,9 +438,9 @@ class CodeBindIVFIndex:
         }
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write ``index.json`` (with the metadata and the sha256 of the two data files) + ``codes.safetensors``
-        (grouped packed codes and list offsets) + ``ids.safetensors`` (ids' UTF-8 bytes and end offsets) +
-        ``codebook.safetensors`` + ``centroids.safetensors``, atomically (as :meth:`CodeBindIndex.save`)."""
+        """Write ``index.json`` (with the metadata) + ``codes.safetensors`` (grouped packed codes and list offsets) +
+        ``ids.safetensors`` (ids' UTF-8 bytes and end offsets) + ``codebook.safetensors`` +
+        ``centroids.safetensors`` + ``checksums.json`` (their sha256), atomically (as :meth:`CodeBindIndex.save`)."""
         if not self.is_trained:
             raise ValueError("the index is not trained; there is nothing to save yet")
         self._consolidate()
@@ -447,9 +450,9 @@ class CodeBindIVFIndex:
             save_numpy_file({"id_bytes": self._ids.data, "id_ends": self._ids.ends}, staging / IDS_FILE)
             save_file({"codebook": self.codebook}, staging / CODEBOOK_FILE)
             save_file({"centroids": self.centroids}, staging / CENTROIDS_FILE)
-            sealed = {name: file_sha256(staging / name) for name in (CODES_FILE, IDS_FILE)}
             with open(staging / INDEX_CONFIG, "w") as config_file:  # streamed: a million entries never held as text
-                json.dump({**self._config(), "files_sha256": sealed}, config_file)
+                json.dump(self._config(), config_file)
+            write_checksum_list(staging, _CHECKED, CHECKSUMS_FILE)
 
         write_dir_atomically(directory, write, replaceable=_FILES)
 
@@ -473,12 +476,7 @@ class CodeBindIVFIndex:
             )
         if not (directory / IDS_FILE).is_file():
             raise FileNotFoundError(f"{directory / IDS_FILE} is missing; the index's ids are in it")
-        sealed = config.get("files_sha256")
-        if not isinstance(sealed, dict) or set(sealed) != {CODES_FILE, IDS_FILE}:
-            raise ValueError(f"{directory / INDEX_CONFIG} records no sha256 of {CODES_FILE} and {IDS_FILE}; corrupted")
-        for name, digest in sealed.items():
-            if file_sha256(directory / name) != digest:
-                raise ValueError(f"{directory / name} is corrupted or truncated: its sha256 is not {INDEX_CONFIG}'s")
+        verify_checksum_list(directory, CHECKSUMS_FILE, what="IVF index")
         try:
             stored_codebook = load_file(directory / CODEBOOK_FILE)["codebook"]
             centroids = load_file(directory / CENTROIDS_FILE)["centroids"]
@@ -539,10 +537,10 @@ def _check_ids(ids: IdColumn, count: int, path: Path) -> None:
             or (not count and len(ids.data))):  # fmt: skip
         raise ValueError(f"{path}: expected {count} ids as uint8 bytes and {count} non-decreasing int64 end offsets")
     try:
-        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=count)  # decodes every id, in chunks
+        repeats = ids.has_repeats()  # decodes every id, in chunks
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: ids are not valid UTF-8 ({error})") from None
-    if len(np.unique(hashes)) < count and len(set(ids)) < count:  # equal hashes: confirmed on the ids themselves
+    if repeats:
         raise ValueError(f"{path}: expected {count} unique ids; some repeat")
 
 

@@ -93,14 +93,14 @@ class IdColumn:
             data[out_first : int(ends[b - 1])] = self.data[starts[rows[a:b]][item] + within]
         return IdColumn(data, ends)
 
+    def has_repeats(self) -> bool:
+        """Whether some id occurs twice: equal hashes name candidates, the ids confirm them."""
+        return len(np.unique(_hashes(self))) < len(self) and len(set(self)) < len(self)
+
     def __eq__(self, other) -> bool:
         if not isinstance(other, IdColumn):
             return NotImplemented
         return np.array_equal(self.ends, other.ends) and np.array_equal(self.data, other.data)
-
-    @property
-    def nbytes(self) -> int:
-        return self.data.nbytes + self.ends.nbytes
 
 
 def _encode(ids: Sequence[str]) -> tuple[bytes, np.ndarray]:
