@@ -458,7 +458,6 @@ def test_processor_reproduces_the_cached_features(quick_run):
     assert out["input_ids"].tolist() == [[13]]
 
 
-
 def test_memoizing_processor_gives_the_same_features_and_computes_each_clip_once(monkeypatch):
     from codebind_hf.demo import processing
     from codebind_hf.demo.processing import DemoProcessor, RowTrace
